@@ -1,0 +1,20 @@
+# server/: the ikada server. Everything but main.c goes into libikada.a so the
+# unit tests link the same objects the binary runs.
+noinst_LIBRARIES += libikada.a
+libikada_a_SOURCES = \
+	server/errors.c server/errors.h \
+	server/btree.c server/btree.h \
+	server/mvcc.c server/mvcc.h \
+	server/kv.c server/kv.h \
+	server/grpc.c server/grpc.h \
+	server/grpc_uv.c server/grpc_uv.h \
+	server/config.c server/config.h \
+	server/ids.c server/ids.h \
+	server/meta.c server/meta.h \
+	server/node.c server/node.h \
+	server/service.c server/service.h
+nodist_libikada_a_SOURCES = $(PROTO_H)
+
+bin_PROGRAMS += ikada
+ikada_SOURCES = server/main.c
+ikada_LDADD = libikada.a libikadapb.a $(IKADA_LIBS)

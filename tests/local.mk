@@ -1,0 +1,37 @@
+# tests/: unit tests (cmocka, one binary per module) and black-box tests that
+# drive the real binaries with real clients.
+UNIT_LDADD = libikada.a libikadapb.a $(IKADA_LIBS) $(CMOCKA_LIBS)
+UNIT_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+
+if HAVE_CMOCKA
+UNIT_TESTS = \
+	tests/unit/test_btree \
+	tests/unit/test_mvcc \
+	tests/unit/test_kv \
+	tests/unit/test_grpc \
+	tests/unit/test_config
+check_PROGRAMS += $(UNIT_TESTS)
+TESTS += $(UNIT_TESTS)
+tests_unit_test_btree_SOURCES = tests/unit/test_btree.c
+tests_unit_test_btree_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_btree_LDADD = $(UNIT_LDADD)
+tests_unit_test_mvcc_SOURCES = tests/unit/test_mvcc.c
+tests_unit_test_mvcc_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_mvcc_LDADD = $(UNIT_LDADD)
+tests_unit_test_kv_SOURCES = tests/unit/test_kv.c
+tests_unit_test_kv_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_kv_LDADD = $(UNIT_LDADD)
+tests_unit_test_grpc_SOURCES = tests/unit/test_grpc.c
+tests_unit_test_grpc_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_grpc_LDADD = $(UNIT_LDADD)
+tests_unit_test_config_SOURCES = tests/unit/test_config.c
+tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_config_LDADD = $(UNIT_LDADD)
+endif
+
+# Black-box tests: shell scripts that start ./ikada (and real etcd) on
+# loopback and drive them with real clients.
+INTEGRATION_TESTS =
+TESTS += $(INTEGRATION_TESTS)
+EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh
+TESTS_ENVIRONMENT = top_builddir=$(abs_top_builddir) top_srcdir=$(abs_top_srcdir); export top_builddir top_srcdir;
