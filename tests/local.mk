@@ -9,7 +9,10 @@ UNIT_TESTS = \
 	tests/unit/test_mvcc \
 	tests/unit/test_kv \
 	tests/unit/test_grpc \
-	tests/unit/test_config
+	tests/unit/test_config \
+	tests/unit/test_snapshot \
+	tests/unit/test_ids \
+	tests/unit/test_meta
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 tests_unit_test_btree_SOURCES = tests/unit/test_btree.c
@@ -27,6 +30,15 @@ tests_unit_test_grpc_LDADD = $(UNIT_LDADD)
 tests_unit_test_config_SOURCES = tests/unit/test_config.c
 tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_config_LDADD = $(UNIT_LDADD)
+tests_unit_test_snapshot_SOURCES = tests/unit/test_snapshot.c
+tests_unit_test_snapshot_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_snapshot_LDADD = $(UNIT_LDADD)
+tests_unit_test_ids_SOURCES = tests/unit/test_ids.c
+tests_unit_test_ids_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_ids_LDADD = $(UNIT_LDADD)
+tests_unit_test_meta_SOURCES = tests/unit/test_meta.c
+tests_unit_test_meta_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_meta_LDADD = $(UNIT_LDADD)
 endif
 
 # Black-box tests: shell scripts that start ./ikada (and real etcd) on
