@@ -3,6 +3,7 @@
 noinst_LIBRARIES += libikada.a
 libikada_a_SOURCES = \
 	server/errors.c server/errors.h \
+	server/log.c server/log.h \
 	server/btree.c server/btree.h \
 	server/mvcc.c server/mvcc.h \
 	server/kv.c server/kv.h \

@@ -1,1 +1,383 @@
-int main(void) { return 1; }
+/*
+ * ikada: the server. Parses etcd's command line, opens (or creates) the data
+ * dir, starts the raft node and serves the etcd v3 gRPC API on the client
+ * URLs until SIGINT/SIGTERM.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "server/config.h"
+#include "server/errors.h"
+#include "server/grpc_uv.h"
+#include "server/ids.h"
+#include "server/log.h"
+#include "server/meta.h"
+#include "server/node.h"
+#include "server/service.h"
+
+extern char **environ;
+
+struct server {
+    uv_loop_t loop;
+    struct config cfg;
+    struct meta meta;
+    int lock_fd;
+    struct node *node;
+    struct service *service;
+    struct grpc_uv_server grpc;
+    bool grpc_started;
+    uv_signal_t sigint;
+    uv_signal_t sigterm;
+    bool stopping;
+};
+
+/* Member ids and the cluster id for a new cluster from --initial-cluster,
+ * the way etcd derives them. */
+static int meta_from_config(const struct config *cfg, struct meta *m,
+                            char *errmsg)
+{
+    uint64_t *ids;
+    int rv;
+
+    memset(m, 0, sizeof *m);
+    m->members = calloc(cfg->n_initial_cluster, sizeof *m->members);
+    ids = calloc(cfg->n_initial_cluster, sizeof *ids);
+    m->name = strdup(cfg->name);
+    m->token = strdup(cfg->initial_cluster_token);
+    if (m->members == NULL || ids == NULL || m->name == NULL ||
+        m->token == NULL) {
+        free(ids);
+        ik_errmsg_printf(errmsg, "out of memory");
+        return IK_ENOMEM;
+    }
+    for (size_t i = 0; i < cfg->n_initial_cluster; i++) {
+        const struct config_member *cm = &cfg->initial_cluster[i];
+        struct meta_member *mm = &m->members[i];
+        m->n_members = i + 1;
+        rv = ids_member_id((const char *const *)cm->peer_urls,
+                           cm->n_peer_urls, cfg->initial_cluster_token, 0,
+                           &mm->id);
+        if (rv != 0) {
+            free(ids);
+            ik_errmsg_printf(errmsg, "member id for %s: %s", cm->name,
+                             ik_strerror(rv));
+            return rv;
+        }
+        ids[i] = mm->id;
+        mm->name = strdup(cm->name);
+        mm->peer_urls = calloc(cm->n_peer_urls, sizeof *mm->peer_urls);
+        if (mm->name == NULL || mm->peer_urls == NULL) {
+            free(ids);
+            ik_errmsg_printf(errmsg, "out of memory");
+            return IK_ENOMEM;
+        }
+        for (size_t j = 0; j < cm->n_peer_urls; j++) {
+            mm->peer_urls[j] = strdup(cm->peer_urls[j]);
+            if (mm->peer_urls[j] == NULL) {
+                free(ids);
+                ik_errmsg_printf(errmsg, "out of memory");
+                return IK_ENOMEM;
+            }
+            mm->n_peer_urls = j + 1;
+        }
+        if (strcmp(cm->name, cfg->name) == 0) {
+            m->member_id = mm->id;
+        }
+    }
+    rv = ids_cluster_id(ids, cfg->n_initial_cluster, &m->cluster_id);
+    free(ids);
+    if (rv != 0) {
+        ik_errmsg_printf(errmsg, "cluster id: %s", ik_strerror(rv));
+    }
+    return rv;
+}
+
+/* Open the data dir: lock it, then read its metadata or, on first start,
+ * derive and write it. Sets *bootstrap when raft must be bootstrapped. */
+static int open_data_dir(struct server *s, bool *bootstrap, char *errmsg)
+{
+    const struct config *cfg = &s->cfg;
+    int rv;
+
+    rv = meta_mkdirs(cfg->data_dir, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = meta_lock(cfg->data_dir, &s->lock_fd, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = meta_read(cfg->data_dir, &s->meta, errmsg);
+    if (rv == 0) {
+        *bootstrap = false;
+        if (strcmp(s->meta.name, cfg->name) != 0) {
+            log_warn("data dir %s belongs to member %s, started as %s",
+                     cfg->data_dir, s->meta.name, cfg->name);
+        }
+        return 0;
+    }
+    if (rv != IK_ENOENT) {
+        return rv;
+    }
+    if (cfg->initial_cluster_state == CONFIG_CLUSTER_STATE_EXISTING) {
+        ik_errmsg_printf(errmsg,
+                         "joining an existing cluster "
+                         "(--initial-cluster-state=existing on an empty "
+                         "data dir) is not supported yet");
+        return IK_EINVAL;
+    }
+    rv = meta_from_config(cfg, &s->meta, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = meta_write(cfg->data_dir, &s->meta, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
+    *bootstrap = true;
+    return 0;
+}
+
+/* host:port of a URL as canonical raft wants an address. */
+static void url_hostport(const struct config_url *u, char *buf, size_t size)
+{
+    if (strchr(u->host, ':') != NULL) {
+        snprintf(buf, size, "[%s]:%u", u->host, (unsigned)u->port);
+    } else {
+        snprintf(buf, size, "%s:%u", u->host, (unsigned)u->port);
+    }
+}
+
+static int start_node(struct server *s, bool bootstrap, char *errmsg)
+{
+    const struct config *cfg = &s->cfg;
+    struct node_options opts;
+    struct node_member *members;
+    struct config_url self_url;
+    char raft_dir[4096];
+    char raft_address[300];
+    char bind_address[300];
+    const char *self_peer = NULL;
+    int rv;
+
+    rv = meta_raft_dir(cfg->data_dir, raft_dir, sizeof raft_dir);
+    if (rv != 0) {
+        ik_errmsg_printf(errmsg, "data dir path too long");
+        return rv;
+    }
+    members = calloc(s->meta.n_members, sizeof *members);
+    if (members == NULL) {
+        ik_errmsg_printf(errmsg, "out of memory");
+        return IK_ENOMEM;
+    }
+    for (size_t i = 0; i < s->meta.n_members; i++) {
+        const struct meta_member *mm = &s->meta.members[i];
+        members[i].id = mm->id;
+        members[i].name = mm->name;
+        members[i].peer_urls = mm->peer_urls;
+        members[i].n_peer_urls = mm->n_peer_urls;
+        if (mm->id == s->meta.member_id) {
+            members[i].client_urls = cfg->advertise_client_urls;
+            members[i].n_client_urls = cfg->n_advertise_client_urls;
+            if (mm->n_peer_urls > 0) {
+                self_peer = mm->peer_urls[0];
+            }
+        }
+    }
+    if (self_peer == NULL) {
+        free(members);
+        ik_errmsg_printf(errmsg, "member %s is not in the cluster's members",
+                         s->meta.name);
+        return IK_EINVAL;
+    }
+    rv = config_url_parse(self_peer, &self_url, errmsg);
+    if (rv != 0) {
+        free(members);
+        return rv;
+    }
+    url_hostport(&self_url, raft_address, sizeof raft_address);
+    config_url_free(&self_url);
+    url_hostport(&cfg->listen_peer_urls[0], bind_address,
+                 sizeof bind_address);
+
+    memset(&opts, 0, sizeof opts);
+    opts.raft_dir = raft_dir;
+    opts.raft_address = raft_address;
+    opts.bind_address = bind_address;
+    opts.member_id = s->meta.member_id;
+    opts.cluster_id = s->meta.cluster_id;
+    opts.members = members;
+    opts.n_members = s->meta.n_members;
+    opts.bootstrap = bootstrap;
+    opts.heartbeat_ms = cfg->heartbeat_ms;
+    opts.election_ms = cfg->election_ms;
+    opts.snapshot_count = (unsigned)cfg->snapshot_count;
+    opts.max_request_bytes = cfg->max_request_bytes;
+    rv = node_init(&s->node, &s->loop, &opts, errmsg);
+    free(members);
+    return rv;
+}
+
+static int start_grpc(struct server *s, char *errmsg)
+{
+    struct service_options opts = {
+        .max_txn_ops = s->cfg.max_txn_ops,
+        .max_request_bytes = s->cfg.max_request_bytes,
+    };
+    int rv;
+
+    rv = service_init(&s->service, s->node, &opts);
+    if (rv != 0) {
+        ik_errmsg_printf(errmsg, "out of memory");
+        return rv;
+    }
+    rv = grpc_uv_server_init(&s->grpc, &s->loop,
+                             service_grpc_config(s->service));
+    if (rv != 0) {
+        ik_errmsg_printf(errmsg, "grpc server: %s", ik_strerror(rv));
+        return rv;
+    }
+    s->grpc_started = true;
+    for (size_t i = 0; i < s->cfg.n_listen_client_urls; i++) {
+        const struct config_url *u = &s->cfg.listen_client_urls[i];
+        if (strcmp(u->scheme, "http") != 0) {
+            ik_errmsg_printf(errmsg, "%s: TLS client URLs are not supported "
+                                     "yet",
+                             u->raw);
+            return IK_EINVAL;
+        }
+        rv = grpc_uv_server_listen(&s->grpc, u->host, u->port, errmsg);
+        if (rv != 0) {
+            return rv;
+        }
+        log_info("serving client traffic insecurely on %s", u->raw);
+    }
+    return 0;
+}
+
+static void node_closed(void *arg)
+{
+    struct server *s = arg;
+    s->node = NULL;
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+}
+
+static void grpc_closed(struct grpc_uv_server *g)
+{
+    struct server *s = g->data;
+    if (s->node != NULL) {
+        node_close(s->node, node_closed, s);
+    }
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct server *s = h->data;
+    if (s->stopping) {
+        return;
+    }
+    s->stopping = true;
+    log_info("received %s, shutting down", strsignal(signum));
+    s->grpc.data = s;
+    grpc_uv_server_close(&s->grpc, grpc_closed);
+}
+
+static void fail(struct server *s, const char *what, const char *errmsg)
+{
+    log_error("%s: %s", what, errmsg);
+    (void)s;
+    fprintf(stderr, "ikada: %s: %s\n", what, errmsg);
+}
+
+int main(int argc, char **argv)
+{
+    struct server s;
+    char errmsg[IK_ERRMSG_SIZE] = "";
+    bool bootstrap = false;
+    int rv;
+
+    memset(&s, 0, sizeof s);
+    s.lock_fd = -1;
+    signal(SIGPIPE, SIG_IGN);
+
+    rv = config_init(&s.cfg);
+    if (rv == 0) {
+        rv = config_parse(&s.cfg, argc, argv, environ, errmsg);
+    }
+    if (rv != 0) {
+        fprintf(stderr, "%s\n", errmsg);
+        if (s.cfg.usage_on_error) {
+            config_print_usage(stderr);
+        }
+        rv = s.cfg.exit_status != 0 ? s.cfg.exit_status : 1;
+        config_close(&s.cfg);
+        return rv;
+    }
+    if (s.cfg.help_requested) {
+        config_print_help(stdout);
+        config_close(&s.cfg);
+        return 0;
+    }
+    if (s.cfg.version_requested) {
+        config_print_version(stdout);
+        config_close(&s.cfg);
+        return 0;
+    }
+    log_set_level(s.cfg.debug ? LOG_DEBUG
+                              : (enum log_level)log_level_parse(
+                                    config_log_level_name(s.cfg.log_level)));
+    for (size_t i = 0; i < s.cfg.n_warnings; i++) {
+        log_warn("%s", s.cfg.warnings[i]);
+    }
+    log_info("starting ikada %s (etcd %s API) as member %s, data dir %s",
+             CONFIG_IKADA_VERSION, CONFIG_ETCD_VERSION, s.cfg.name,
+             s.cfg.data_dir);
+
+    rv = open_data_dir(&s, &bootstrap, errmsg);
+    if (rv != 0) {
+        fail(&s, "cannot open data dir", errmsg);
+        goto out;
+    }
+    uv_loop_init(&s.loop);
+    rv = start_node(&s, bootstrap, errmsg);
+    if (rv != 0) {
+        fail(&s, "cannot start raft", errmsg);
+        goto out_loop;
+    }
+    rv = start_grpc(&s, errmsg);
+    if (rv != 0) {
+        fail(&s, "cannot serve clients", errmsg);
+        goto out_loop;
+    }
+    uv_signal_init(&s.loop, &s.sigint);
+    uv_signal_init(&s.loop, &s.sigterm);
+    s.sigint.data = s.sigterm.data = &s;
+    uv_signal_start(&s.sigint, on_signal, SIGINT);
+    uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+    log_info("ready to serve client requests");
+
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+    log_info("stopped");
+    rv = 0;
+
+out_loop:
+    if (rv != 0) {
+        /* A half-started server must not linger: exit without serving. */
+        fflush(stderr);
+        _exit(1);
+    }
+    service_free(s.service);
+    uv_loop_close(&s.loop);
+out:
+    meta_free(&s.meta);
+    if (s.lock_fd >= 0) {
+        meta_unlock(s.lock_fd);
+    }
+    config_close(&s.cfg);
+    return rv != 0 ? 1 : 0;
+}

@@ -1,1 +1,685 @@
-/* placeholder: implemented in a following commit */
+#include "server/node.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "server/log.h"
+#include "server/mvcc.h"
+#include "snapshot/snapshot.h"
+
+/* Proposals waiting for their entry to be applied, by id. */
+#define PENDING_BUCKETS 1024
+
+struct node {
+    uv_loop_t *loop;
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    struct raft_fsm fsm;
+    struct mvcc store;
+    struct kv kv;
+
+    uint64_t member_id;
+    uint64_t cluster_id;
+    uint64_t max_request_bytes;
+    uint64_t next_id; /* proposal ids: (member id low 16 bits) << 48 | seq */
+
+    struct node_proposal *pending[PENDING_BUCKETS];
+
+    /* Linearizable reads: `queued` wait for the next barrier, `served`
+     * are answered by the barrier in flight. */
+    struct node_read *queued_head;
+    struct node_read *queued_tail;
+    struct node_read *served;
+    bool barrier_inflight;
+    struct raft_barrier barrier;
+
+    struct node_member *members;
+    size_t n_members;
+
+    bool closing;
+    void (*close_cb)(void *arg);
+    void *close_arg;
+};
+
+/* Translate a raft error into the error a client should see. */
+static int raft_to_ik(int rv)
+{
+    switch (rv) {
+    case 0:
+        return IK_OK;
+    case RAFT_NOMEM:
+        return IK_ENOMEM;
+    case RAFT_NOTLEADER:
+        return IK_ENOLEADER;
+    case RAFT_LEADERSHIPLOST:
+        return IK_ELEADERCHANGED;
+    case RAFT_SHUTDOWN:
+        return IK_ESTOPPED;
+    case RAFT_TOOBIG:
+        return IK_EREQUESTTOOLARGE;
+    default:
+        return IK_EIO;
+    }
+}
+
+/* --- pending proposals --------------------------------------------------- */
+
+static struct node_proposal **pending_slot(struct node *n, uint64_t id)
+{
+    /* Ids are sequential within a member: the low bits spread well. */
+    return &n->pending[id % PENDING_BUCKETS];
+}
+
+static void pending_add(struct node *n, struct node_proposal *p)
+{
+    struct node_proposal **slot = pending_slot(n, p->id);
+    p->next_pending = *slot;
+    *slot = p;
+}
+
+/* Unlink and return the proposal registered under @id, or NULL. */
+static struct node_proposal *pending_take(struct node *n, uint64_t id)
+{
+    struct node_proposal **pp;
+    for (pp = pending_slot(n, id); *pp != NULL; pp = &(*pp)->next_pending) {
+        if ((*pp)->id == id) {
+            struct node_proposal *p = *pp;
+            *pp = p->next_pending;
+            p->next_pending = NULL;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* --- FSM ----------------------------------------------------------------- */
+
+static Etcdserverpb__ResponseHeader *response_header(ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (d == &etcdserverpb__put_response__descriptor) {
+        return ((Etcdserverpb__PutResponse *)m)->header;
+    }
+    if (d == &etcdserverpb__delete_range_response__descriptor) {
+        return ((Etcdserverpb__DeleteRangeResponse *)m)->header;
+    }
+    if (d == &etcdserverpb__txn_response__descriptor) {
+        return ((Etcdserverpb__TxnResponse *)m)->header;
+    }
+    if (d == &etcdserverpb__compaction_response__descriptor) {
+        return ((Etcdserverpb__CompactionResponse *)m)->header;
+    }
+    return NULL;
+}
+
+/* Run one decoded request against the store. */
+static int execute(struct node *n, const Ikadapb__InternalRequest *ir,
+                   ProtobufCMessage **resp)
+{
+    switch (ir->op_case) {
+    case IKADAPB__INTERNAL_REQUEST__OP_PUT:
+        return kv_put(&n->kv, ir->put, (Etcdserverpb__PutResponse **)resp);
+    case IKADAPB__INTERNAL_REQUEST__OP_DELETE_RANGE:
+        return kv_delete_range(&n->kv, ir->delete_range,
+                               (Etcdserverpb__DeleteRangeResponse **)resp);
+    case IKADAPB__INTERNAL_REQUEST__OP_TXN:
+        return kv_txn(&n->kv, ir->txn, (Etcdserverpb__TxnResponse **)resp);
+    case IKADAPB__INTERNAL_REQUEST__OP_COMPACTION:
+        return kv_compact(&n->kv, ir->compaction,
+                          (Etcdserverpb__CompactionResponse **)resp);
+    default:
+        return IK_EINVAL;
+    }
+}
+
+/*
+ * Apply one committed entry. Deterministic on every member: request errors
+ * (lease not found, compacted revision...) are results, not failures, so
+ * this returns non-zero only when the member cannot go on (out of memory),
+ * which makes raft retry the entry later.
+ */
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
+                     void **result)
+{
+    struct node *n = fsm->data;
+    Ikadapb__InternalRequest *ir;
+    struct node_proposal *p;
+    ProtobufCMessage *resp = NULL;
+    int rv;
+
+    *result = NULL;
+    ir = ikadapb__internal_request__unpack(NULL, buf->len, buf->base);
+    if (ir == NULL) {
+        /* Every member sees the same bytes, so every member skips it. */
+        log_error("raft entry of %zu bytes does not decode; skipped",
+                  buf->len);
+        return 0;
+    }
+    rv = execute(n, ir, &resp);
+    p = pending_take(n, ir->id);
+    ikadapb__internal_request__free_unpacked(ir, NULL);
+    if (rv == IK_ENOMEM) {
+        if (p != NULL) {
+            pending_add(n, p);
+        }
+        return RAFT_NOMEM;
+    }
+    if (p == NULL) {
+        if (resp != NULL) {
+            protobuf_c_message_free_unpacked(resp, NULL);
+        }
+        return 0;
+    }
+    /* Delivered from apply_cb, which raft calls right after this returns
+     * (p embeds the raft request, so it must outlive this call). */
+    p->status = rv;
+    p->resp = resp;
+    if (resp != NULL) {
+        node_fill_header(n, response_header(resp));
+    }
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                        unsigned *n_bufs)
+{
+    struct node *n = fsm->data;
+    struct raft_buffer *b = raft_malloc(sizeof *b);
+    int rv;
+
+    if (b == NULL) {
+        return RAFT_NOMEM;
+    }
+    rv = snapshot_encode(&n->store, NULL, 0, &b->base, &b->len);
+    if (rv != 0) {
+        raft_free(b);
+        return rv == IK_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
+    }
+    *bufs = b;
+    *n_bufs = 1;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    struct node *n = fsm->data;
+    struct mvcc store;
+    int rv;
+
+    mvcc_init(&store);
+    rv = snapshot_decode(buf->base, buf->len, &store);
+    if (rv != 0) {
+        log_error("snapshot restore failed: %s", ik_strerror(rv));
+        mvcc_close(&store);
+        return RAFT_CORRUPT;
+    }
+    mvcc_swap(&n->store, &store);
+    mvcc_close(&store);
+    raft_free(buf->base);
+    return 0;
+}
+
+/* --- proposals ----------------------------------------------------------- */
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+    struct node_proposal *p = req->data;
+    struct node *n = p->node;
+    int rv = p->status;
+    ProtobufCMessage *resp = p->resp;
+
+    (void)result;
+    if (status != 0) {
+        /* Lost before it was applied here. */
+        pending_take(n, p->id);
+        rv = raft_to_ik(status);
+        if (resp != NULL) {
+            protobuf_c_message_free_unpacked(resp, NULL);
+        }
+        resp = NULL;
+    }
+    p->resp = NULL;
+    p->cb(p, rv, rv == 0 ? resp : NULL);
+}
+
+int node_propose(struct node *n, struct node_proposal *p,
+                 const Ikadapb__InternalRequest *req, node_proposal_cb cb)
+{
+    Ikadapb__InternalRequest ir = *req;
+    struct raft_buffer buf;
+    size_t len;
+    int rv;
+
+    if (n->closing) {
+        return IK_ESTOPPED;
+    }
+    ir.id = n->next_id++;
+    len = ikadapb__internal_request__get_packed_size(&ir);
+    if (len > n->max_request_bytes) {
+        return IK_EREQUESTTOOLARGE;
+    }
+    buf.len = len;
+    buf.base = raft_malloc(len > 0 ? len : 1);
+    if (buf.base == NULL) {
+        return IK_ENOMEM;
+    }
+    ikadapb__internal_request__pack(&ir, buf.base);
+
+    p->cb = cb;
+    p->id = ir.id;
+    p->node = n;
+    p->status = IK_EIO; /* overwritten by fsm_apply */
+    p->resp = NULL;
+    p->req.data = p;
+    pending_add(n, p);
+    rv = raft_apply(&n->raft, &p->req, &buf, 1, apply_cb);
+    if (rv != 0) {
+        pending_take(n, p->id);
+        raft_free(buf.base);
+        return raft_to_ik(rv);
+    }
+    return 0;
+}
+
+/* --- linearizable reads -------------------------------------------------- */
+
+static void barrier_cb(struct raft_barrier *req, int status);
+
+static void reads_complete(struct node_read *list, int status)
+{
+    while (list != NULL) {
+        struct node_read *r = list;
+        list = r->next;
+        r->next = NULL;
+        r->cb(r, status);
+    }
+}
+
+/* Start a barrier for every queued read. */
+static void barrier_start(struct node *n)
+{
+    int rv;
+
+    n->served = n->queued_head;
+    n->queued_head = n->queued_tail = NULL;
+    n->barrier.data = n;
+    rv = raft_barrier(&n->raft, &n->barrier, barrier_cb);
+    if (rv != 0) {
+        struct node_read *list = n->served;
+        n->served = NULL;
+        reads_complete(list, raft_to_ik(rv));
+        return;
+    }
+    n->barrier_inflight = true;
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct node *n = req->data;
+    struct node_read *list = n->served;
+
+    n->served = NULL;
+    n->barrier_inflight = false;
+    reads_complete(list, raft_to_ik(status));
+    if (n->queued_head != NULL && !n->closing) {
+        barrier_start(n);
+    }
+}
+
+int node_read(struct node *n, struct node_read *r, node_read_cb cb)
+{
+    if (n->closing) {
+        return IK_ESTOPPED;
+    }
+    r->cb = cb;
+    r->next = NULL;
+    if (n->queued_tail != NULL) {
+        n->queued_tail->next = r;
+    } else {
+        n->queued_head = r;
+    }
+    n->queued_tail = r;
+    if (!n->barrier_inflight) {
+        barrier_start(n);
+    }
+    return 0;
+}
+
+/* --- accessors ----------------------------------------------------------- */
+
+struct kv *node_kv(struct node *n)
+{
+    return &n->kv;
+}
+
+void node_fill_header(struct node *n, Etcdserverpb__ResponseHeader *h)
+{
+    if (h == NULL) {
+        return;
+    }
+    h->cluster_id = n->cluster_id;
+    h->member_id = n->member_id;
+    h->revision = mvcc_rev(&n->store);
+    h->raft_term = n->raft.current_term;
+}
+
+const struct node_member *node_members(const struct node *n, size_t *count)
+{
+    *count = n->n_members;
+    return n->members;
+}
+
+uint64_t node_member_id(const struct node *n)
+{
+    return n->member_id;
+}
+
+uint64_t node_cluster_id(const struct node *n)
+{
+    return n->cluster_id;
+}
+
+uint64_t node_leader(struct node *n)
+{
+    raft_id id = 0;
+    const char *address = NULL;
+    raft_leader(&n->raft, &id, &address);
+    return id;
+}
+
+uint64_t node_term(const struct node *n)
+{
+    return n->raft.current_term;
+}
+
+uint64_t node_last_index(struct node *n)
+{
+    return raft_last_index(&n->raft);
+}
+
+uint64_t node_applied_index(struct node *n)
+{
+    return raft_last_applied(&n->raft);
+}
+
+uint64_t node_db_size(const struct node *n)
+{
+    struct mvcc_stats st;
+    mvcc_stats(&n->store, &st);
+    return st.bytes;
+}
+
+/* --- lifecycle ----------------------------------------------------------- */
+
+static void members_free(struct node_member *m, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        free(m[i].name);
+        for (size_t j = 0; j < m[i].n_peer_urls; j++) {
+            free(m[i].peer_urls[j]);
+        }
+        free(m[i].peer_urls);
+        for (size_t j = 0; j < m[i].n_client_urls; j++) {
+            free(m[i].client_urls[j]);
+        }
+        free(m[i].client_urls);
+    }
+    free(m);
+}
+
+static char **strv_dup(char *const *v, size_t count)
+{
+    char **out = calloc(count > 0 ? count : 1, sizeof *out);
+    if (out == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < count; i++) {
+        out[i] = strdup(v[i]);
+        if (out[i] == NULL) {
+            for (size_t j = 0; j < i; j++) {
+                free(out[j]);
+            }
+            free(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+static int members_copy(struct node *n, const struct node_member *src,
+                        size_t count)
+{
+    n->members = calloc(count > 0 ? count : 1, sizeof *n->members);
+    if (n->members == NULL) {
+        return IK_ENOMEM;
+    }
+    for (size_t i = 0; i < count; i++) {
+        struct node_member *m = &n->members[i];
+        n->n_members = i + 1;
+        m->id = src[i].id;
+        m->is_learner = src[i].is_learner;
+        m->name = strdup(src[i].name != NULL ? src[i].name : "");
+        m->peer_urls = strv_dup(src[i].peer_urls, src[i].n_peer_urls);
+        if (m->peer_urls != NULL) {
+            m->n_peer_urls = src[i].n_peer_urls;
+        }
+        m->client_urls = strv_dup(src[i].client_urls, src[i].n_client_urls);
+        if (m->client_urls != NULL) {
+            m->n_client_urls = src[i].n_client_urls;
+        }
+        if (m->name == NULL || m->peer_urls == NULL ||
+            m->client_urls == NULL) {
+            return IK_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* The raft address of a member: host:port of its first peer URL. */
+static int member_raft_address(const struct node_member *m, char *out,
+                               size_t size)
+{
+    const char *url, *hostport, *end;
+    size_t len;
+
+    if (m->n_peer_urls == 0) {
+        return IK_EINVAL;
+    }
+    url = m->peer_urls[0];
+    hostport = strstr(url, "://");
+    hostport = hostport != NULL ? hostport + 3 : url;
+    end = strchr(hostport, '/');
+    len = end != NULL ? (size_t)(end - hostport) : strlen(hostport);
+    if (len == 0 || len >= size) {
+        return IK_EINVAL;
+    }
+    memcpy(out, hostport, len);
+    out[len] = '\0';
+    return 0;
+}
+
+static int bootstrap(struct node *n, char *errmsg)
+{
+    struct raft_configuration conf;
+    char address[256];
+    int rv;
+
+    raft_configuration_init(&conf);
+    for (size_t i = 0; i < n->n_members; i++) {
+        const struct node_member *m = &n->members[i];
+        rv = member_raft_address(m, address, sizeof address);
+        if (rv != 0) {
+            ik_errmsg_printf(errmsg, "member %s has no usable peer URL",
+                             m->name);
+            raft_configuration_close(&conf);
+            return IK_EINVAL;
+        }
+        rv = raft_configuration_add(&conf, m->id, address,
+                                    m->is_learner ? RAFT_SPARE : RAFT_VOTER);
+        if (rv != 0) {
+            ik_errmsg_printf(errmsg, "raft configuration: %s",
+                             raft_strerror(rv));
+            raft_configuration_close(&conf);
+            return IK_EINVAL;
+        }
+    }
+    rv = raft_bootstrap(&n->raft, &conf);
+    raft_configuration_close(&conf);
+    if (rv == RAFT_CANTBOOTSTRAP) {
+        return 0; /* state already there: a restart */
+    }
+    if (rv != 0) {
+        ik_errmsg_printf(errmsg, "raft bootstrap: %s",
+                         raft_errmsg(&n->raft));
+        return IK_EIO;
+    }
+    return 0;
+}
+
+static void node_free(struct node *n)
+{
+    mvcc_close(&n->store);
+    members_free(n->members, n->n_members);
+    free(n);
+}
+
+int node_init(struct node **out, uv_loop_t *loop,
+              const struct node_options *opts, char *errmsg)
+{
+    struct node *n;
+    struct timeval tv;
+    int rv;
+
+    n = calloc(1, sizeof *n);
+    if (n == NULL) {
+        ik_errmsg_printf(errmsg, "out of memory");
+        return IK_ENOMEM;
+    }
+    mvcc_init(&n->store);
+    n->loop = loop;
+    n->member_id = opts->member_id;
+    n->cluster_id = opts->cluster_id;
+    n->max_request_bytes = opts->max_request_bytes;
+    /* Ids must not repeat across restarts while old entries may still be
+     * in flight: seed the sequence from the clock. */
+    gettimeofday(&tv, NULL);
+    n->next_id = ((opts->member_id & 0xffff) << 48) |
+                 ((((uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000)
+                   << 8) &
+                  0xffffffffffffULL);
+
+    rv = members_copy(n, opts->members, opts->n_members);
+    if (rv != 0) {
+        ik_errmsg_printf(errmsg, "out of memory");
+        node_free(n);
+        return rv;
+    }
+    n->kv.store = &n->store;
+
+    n->fsm.version = 1;
+    n->fsm.data = n;
+    n->fsm.apply = fsm_apply;
+    n->fsm.snapshot = fsm_snapshot;
+    n->fsm.restore = fsm_restore;
+
+    rv = raft_uv_tcp_init(&n->transport, loop);
+    if (rv != 0) {
+        ik_errmsg_printf(errmsg, "raft transport: %s", raft_strerror(rv));
+        node_free(n);
+        return IK_EIO;
+    }
+    if (opts->bind_address != NULL) {
+        rv = raft_uv_tcp_set_bind_address(&n->transport, opts->bind_address);
+        if (rv != 0) {
+            ik_errmsg_printf(errmsg, "peer listen address %s: %s",
+                             opts->bind_address, raft_strerror(rv));
+            raft_uv_tcp_close(&n->transport);
+            node_free(n);
+            return IK_EINVAL;
+        }
+    }
+    rv = raft_uv_init(&n->io, loop, opts->raft_dir, &n->transport);
+    if (rv != 0) {
+        ik_errmsg_printf(errmsg, "raft log in %s: %s", opts->raft_dir,
+                         n->io.errmsg);
+        raft_uv_tcp_close(&n->transport);
+        node_free(n);
+        return IK_EIO;
+    }
+    rv = raft_init(&n->raft, &n->io, &n->fsm, opts->member_id,
+                   opts->raft_address);
+    if (rv != 0) {
+        ik_errmsg_printf(errmsg, "raft: %s", raft_errmsg(&n->raft));
+        raft_uv_close(&n->io);
+        raft_uv_tcp_close(&n->transport);
+        node_free(n);
+        return IK_EIO;
+    }
+    n->raft.data = n;
+    raft_set_heartbeat_timeout(&n->raft, opts->heartbeat_ms);
+    raft_set_election_timeout(&n->raft, opts->election_ms);
+    raft_set_pre_vote(&n->raft, true);
+    if (opts->snapshot_count > 0) {
+        raft_set_snapshot_threshold(&n->raft, opts->snapshot_count);
+        /* etcd keeps 5000 entries after a snapshot for slow followers. */
+        raft_set_snapshot_trailing(&n->raft, opts->snapshot_count < 5000
+                                                 ? opts->snapshot_count
+                                                 : 5000);
+    }
+
+    if (opts->bootstrap) {
+        rv = bootstrap(n, errmsg);
+        if (rv != 0) {
+            goto err_after_raft_init;
+        }
+    }
+    rv = raft_start(&n->raft);
+    if (rv != 0) {
+        ik_errmsg_printf(errmsg, "raft start: %s", raft_errmsg(&n->raft));
+        rv = IK_EIO;
+        goto err_after_raft_init;
+    }
+    *out = n;
+    return 0;
+
+err_after_raft_init:
+    /* raft_close() is asynchronous; the caller exits on this error, so run
+     * the loop until raft's handles are gone before freeing. */
+    raft_close(&n->raft, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    raft_uv_close(&n->io);
+    raft_uv_tcp_close(&n->transport);
+    uv_run(loop, UV_RUN_DEFAULT);
+    node_free(n);
+    return rv;
+}
+
+static void raft_close_cb(struct raft *r)
+{
+    struct node *n = r->data;
+    void (*cb)(void *arg) = n->close_cb;
+    void *arg = n->close_arg;
+
+    raft_uv_close(&n->io);
+    raft_uv_tcp_close(&n->transport);
+    node_free(n);
+    if (cb != NULL) {
+        cb(arg);
+    }
+}
+
+void node_close(struct node *n, void (*cb)(void *arg), void *arg)
+{
+    struct node_read *queued = n->queued_head;
+
+    n->closing = true;
+    n->close_cb = cb;
+    n->close_arg = arg;
+    n->queued_head = n->queued_tail = NULL;
+    reads_complete(queued, IK_ESTOPPED);
+    /* raft fails outstanding proposals and the barrier (their callbacks
+     * run) before closing its I/O. */
+    raft_close(&n->raft, raft_close_cb);
+}

@@ -1,1 +1,419 @@
-/* placeholder: implemented in a following commit */
+#include "server/service.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/config.h"
+#include "server/kv.h"
+
+/* gRPC adds framing and field overhead on top of --max-request-bytes; etcd
+ * lets messages this much larger through gRPC so that the size check that
+ * clients see is etcd's own "request is too large". */
+#define GRPC_OVERHEAD_BYTES (512 * 1024)
+
+struct service;
+
+/* One in-flight unary call. */
+struct op;
+typedef void (*op_start_fn)(struct op *op);
+
+struct op {
+    struct grpc_call *call; /* NULL once the client went away */
+    struct service *svc;
+    ProtobufCMessage *req; /* decoded request, owned */
+    union {
+        struct node_proposal prop;
+        struct node_read read;
+    } u;
+};
+
+/* What a method does with its decoded request. */
+struct method_impl {
+    const ProtobufCMessageDescriptor *request;
+    op_start_fn start;
+};
+
+/* What grpc_method.data points at. */
+struct binding {
+    struct service *svc;
+    const struct method_impl *impl;
+};
+
+struct service {
+    struct node *node;
+    struct service_options opts;
+    struct grpc_method *methods;
+    struct binding *bindings;
+    size_t n_methods;
+    struct grpc_server_config grpc;
+};
+
+/* --- replying ------------------------------------------------------------ */
+
+static void op_free(struct op *op)
+{
+    if (op->req != NULL) {
+        protobuf_c_message_free_unpacked(op->req, NULL);
+    }
+    free(op);
+}
+
+/* Answer the call (if the client is still there) and release the op. @resp
+ * is consumed. */
+static void op_reply(struct op *op, int rv, ProtobufCMessage *resp)
+{
+    if (op->call != NULL) {
+        if (rv != 0) {
+            grpc_call_finish_error(op->call, rv);
+        } else if (grpc_call_send_proto(op->call, resp) != 0) {
+            grpc_call_finish_error(op->call, IK_ENOMEM);
+        } else {
+            grpc_call_finish(op->call, GRPC_OK, NULL);
+        }
+    }
+    if (resp != NULL) {
+        protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    op_free(op);
+}
+
+/* --- writes: through raft ------------------------------------------------ */
+
+static void proposal_done(struct node_proposal *p, int status,
+                          ProtobufCMessage *resp)
+{
+    op_reply(p->data, status, resp);
+}
+
+static void propose(struct op *op, Ikadapb__InternalRequest *ir)
+{
+    int rv;
+
+    op->u.prop.data = op;
+    rv = node_propose(op->svc->node, &op->u.prop, ir, proposal_done);
+    if (rv != 0) {
+        op_reply(op, rv, NULL);
+    }
+}
+
+static void put_start(struct op *op)
+{
+    Etcdserverpb__PutRequest *req = (Etcdserverpb__PutRequest *)op->req;
+    Ikadapb__InternalRequest ir = IKADAPB__INTERNAL_REQUEST__INIT;
+    int rv = kv_check_put(req);
+
+    if (rv != 0) {
+        op_reply(op, rv, NULL);
+        return;
+    }
+    ir.op_case = IKADAPB__INTERNAL_REQUEST__OP_PUT;
+    ir.put = req;
+    propose(op, &ir);
+}
+
+static void delete_range_start(struct op *op)
+{
+    Etcdserverpb__DeleteRangeRequest *req =
+        (Etcdserverpb__DeleteRangeRequest *)op->req;
+    Ikadapb__InternalRequest ir = IKADAPB__INTERNAL_REQUEST__INIT;
+    int rv = kv_check_delete_range(req);
+
+    if (rv != 0) {
+        op_reply(op, rv, NULL);
+        return;
+    }
+    ir.op_case = IKADAPB__INTERNAL_REQUEST__OP_DELETE_RANGE;
+    ir.delete_range = req;
+    propose(op, &ir);
+}
+
+static void compact_start(struct op *op)
+{
+    Ikadapb__InternalRequest ir = IKADAPB__INTERNAL_REQUEST__INIT;
+
+    ir.op_case = IKADAPB__INTERNAL_REQUEST__OP_COMPACTION;
+    ir.compaction = (Etcdserverpb__CompactionRequest *)op->req;
+    propose(op, &ir);
+}
+
+/* --- reads --------------------------------------------------------------- */
+
+/* Serve a Range or read-only Txn from the local store. */
+static void read_serve(struct op *op)
+{
+    struct node *node = op->svc->node;
+    ProtobufCMessage *resp = NULL;
+    Etcdserverpb__ResponseHeader *h;
+    int rv;
+
+    if (op->call == NULL) {
+        op_free(op); /* nobody to answer: skip the work */
+        return;
+    }
+    if (op->req->descriptor == &etcdserverpb__range_request__descriptor) {
+        rv = kv_range(node_kv(node), (Etcdserverpb__RangeRequest *)op->req,
+                      (Etcdserverpb__RangeResponse **)&resp);
+        h = rv == 0 ? ((Etcdserverpb__RangeResponse *)resp)->header : NULL;
+    } else {
+        rv = kv_txn(node_kv(node), (Etcdserverpb__TxnRequest *)op->req,
+                    (Etcdserverpb__TxnResponse **)&resp);
+        h = rv == 0 ? ((Etcdserverpb__TxnResponse *)resp)->header : NULL;
+    }
+    node_fill_header(node, h);
+    op_reply(op, rv, resp);
+}
+
+static void read_ready(struct node_read *r, int status)
+{
+    struct op *op = r->data;
+    if (status != 0) {
+        op_reply(op, status, NULL);
+        return;
+    }
+    read_serve(op);
+}
+
+/* Wait until the read can be served linearizably, then serve it. */
+static void read_linearizable(struct op *op)
+{
+    int rv;
+
+    op->u.read.data = op;
+    rv = node_read(op->svc->node, &op->u.read, read_ready);
+    if (rv != 0) {
+        op_reply(op, rv, NULL);
+    }
+}
+
+static void range_start(struct op *op)
+{
+    Etcdserverpb__RangeRequest *req = (Etcdserverpb__RangeRequest *)op->req;
+    int rv = kv_check_range(req);
+
+    if (rv != 0) {
+        op_reply(op, rv, NULL);
+        return;
+    }
+    if (req->serializable) {
+        read_serve(op);
+        return;
+    }
+    read_linearizable(op);
+}
+
+static void txn_start(struct op *op)
+{
+    Etcdserverpb__TxnRequest *req = (Etcdserverpb__TxnRequest *)op->req;
+    Ikadapb__InternalRequest ir = IKADAPB__INTERNAL_REQUEST__INIT;
+    int rv = kv_check_txn(req, op->svc->opts.max_txn_ops);
+
+    if (rv != 0) {
+        op_reply(op, rv, NULL);
+        return;
+    }
+    if (kv_txn_is_read_only(req)) {
+        read_linearizable(op);
+        return;
+    }
+    ir.op_case = IKADAPB__INTERNAL_REQUEST__OP_TXN;
+    ir.txn = req;
+    propose(op, &ir);
+}
+
+/* --- Maintenance and Cluster --------------------------------------------- */
+
+static void status_start(struct op *op)
+{
+    struct node *node = op->svc->node;
+    Etcdserverpb__StatusResponse resp = ETCDSERVERPB__STATUS_RESPONSE__INIT;
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    size_t n_members;
+    const struct node_member *members = node_members(node, &n_members);
+
+    node_fill_header(node, &h);
+    resp.header = &h;
+    resp.version = (char *)CONFIG_ETCD_VERSION;
+    resp.dbsize = (int64_t)node_db_size(node);
+    resp.dbsizeinuse = resp.dbsize;
+    resp.leader = node_leader(node);
+    resp.raftindex = node_last_index(node);
+    resp.raftterm = node_term(node);
+    resp.raftappliedindex = node_applied_index(node);
+    for (size_t i = 0; i < n_members; i++) {
+        if (members[i].id == node_member_id(node)) {
+            resp.islearner = members[i].is_learner;
+        }
+    }
+    /* Stack-built response: send it, then free only the request. */
+    if (grpc_call_send_proto(op->call, &resp.base) != 0) {
+        grpc_call_finish_error(op->call, IK_ENOMEM);
+    } else {
+        grpc_call_finish(op->call, GRPC_OK, NULL);
+    }
+    op_free(op);
+}
+
+static void member_list_start(struct op *op)
+{
+    struct node *node = op->svc->node;
+    Etcdserverpb__MemberListResponse resp =
+        ETCDSERVERPB__MEMBER_LIST_RESPONSE__INIT;
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    size_t n;
+    const struct node_member *members = node_members(node, &n);
+    Etcdserverpb__Member *ms = calloc(n > 0 ? n : 1, sizeof *ms);
+    Etcdserverpb__Member **mp = calloc(n > 0 ? n : 1, sizeof *mp);
+
+    if (ms == NULL || mp == NULL) {
+        free(ms);
+        free(mp);
+        grpc_call_finish_error(op->call, IK_ENOMEM);
+        op_free(op);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        etcdserverpb__member__init(&ms[i]);
+        ms[i].id = members[i].id;
+        ms[i].name = members[i].name;
+        ms[i].n_peerurls = members[i].n_peer_urls;
+        ms[i].peerurls = members[i].peer_urls;
+        ms[i].n_clienturls = members[i].n_client_urls;
+        ms[i].clienturls = members[i].client_urls;
+        ms[i].islearner = members[i].is_learner;
+        mp[i] = &ms[i];
+    }
+    node_fill_header(node, &h);
+    resp.header = &h;
+    resp.n_members = n;
+    resp.members = mp;
+    if (grpc_call_send_proto(op->call, &resp.base) != 0) {
+        grpc_call_finish_error(op->call, IK_ENOMEM);
+    } else {
+        grpc_call_finish(op->call, GRPC_OK, NULL);
+    }
+    free(ms);
+    free(mp);
+    op_free(op);
+}
+
+/* No alarms are raised yet: list none, deactivate nothing. */
+static void alarm_start(struct op *op)
+{
+    Etcdserverpb__AlarmResponse resp = ETCDSERVERPB__ALARM_RESPONSE__INIT;
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+
+    node_fill_header(op->svc->node, &h);
+    resp.header = &h;
+    if (grpc_call_send_proto(op->call, &resp.base) != 0) {
+        grpc_call_finish_error(op->call, IK_ENOMEM);
+    } else {
+        grpc_call_finish(op->call, GRPC_OK, NULL);
+    }
+    op_free(op);
+}
+
+/* --- dispatch ------------------------------------------------------------ */
+
+static const struct {
+    const char *path;
+    struct method_impl impl;
+} unary_methods[] = {
+    {"/etcdserverpb.KV/Range",
+     {&etcdserverpb__range_request__descriptor, range_start}},
+    {"/etcdserverpb.KV/Put",
+     {&etcdserverpb__put_request__descriptor, put_start}},
+    {"/etcdserverpb.KV/DeleteRange",
+     {&etcdserverpb__delete_range_request__descriptor, delete_range_start}},
+    {"/etcdserverpb.KV/Txn",
+     {&etcdserverpb__txn_request__descriptor, txn_start}},
+    {"/etcdserverpb.KV/Compact",
+     {&etcdserverpb__compaction_request__descriptor, compact_start}},
+    {"/etcdserverpb.Maintenance/Status",
+     {&etcdserverpb__status_request__descriptor, status_start}},
+    {"/etcdserverpb.Maintenance/Alarm",
+     {&etcdserverpb__alarm_request__descriptor, alarm_start}},
+    {"/etcdserverpb.Cluster/MemberList",
+     {&etcdserverpb__member_list_request__descriptor, member_list_start}},
+};
+
+#define N_UNARY (sizeof unary_methods / sizeof unary_methods[0])
+
+static void unary_on_message(struct grpc_call *call, const uint8_t *data,
+                             size_t len)
+{
+    const struct binding *b = grpc_call_method(call)->data;
+    const struct method_impl *impl = b->impl;
+    struct op *op = calloc(1, sizeof *op);
+
+    if (op == NULL) {
+        grpc_call_finish_error(call, IK_ENOMEM);
+        return;
+    }
+    op->call = call;
+    op->svc = b->svc;
+    op->req = protobuf_c_message_unpack(impl->request, NULL, len, data);
+    if (op->req == NULL) {
+        free(op);
+        grpc_call_finish_error(call, IK_EMALFORMED);
+        return;
+    }
+    grpc_call_set_data(call, op);
+    impl->start(op);
+}
+
+static void unary_on_cancel(struct grpc_call *call)
+{
+    struct op *op = grpc_call_get_data(call);
+    if (op != NULL) {
+        op->call = NULL;
+    }
+}
+
+int service_init(struct service **out, struct node *node,
+                 const struct service_options *opts)
+{
+    struct service *s = calloc(1, sizeof *s);
+
+    if (s == NULL) {
+        return IK_ENOMEM;
+    }
+    s->node = node;
+    s->opts = *opts;
+    s->methods = calloc(N_UNARY, sizeof *s->methods);
+    s->bindings = calloc(N_UNARY, sizeof *s->bindings);
+    if (s->methods == NULL || s->bindings == NULL) {
+        service_free(s);
+        return IK_ENOMEM;
+    }
+    for (size_t i = 0; i < N_UNARY; i++) {
+        s->methods[i].path = unary_methods[i].path;
+        s->methods[i].kind = GRPC_UNARY;
+        s->methods[i].on_message = unary_on_message;
+        s->methods[i].on_cancel = unary_on_cancel;
+        s->bindings[i].svc = s;
+        s->bindings[i].impl = &unary_methods[i].impl;
+        s->methods[i].data = &s->bindings[i];
+    }
+    s->n_methods = N_UNARY;
+    s->grpc.methods = s->methods;
+    s->grpc.n_methods = s->n_methods;
+    s->grpc.max_recv_msg_size = opts->max_request_bytes + GRPC_OVERHEAD_BYTES;
+    s->grpc.max_concurrent_streams = 1u << 20;
+    *out = s;
+    return 0;
+}
+
+struct grpc_server_config *service_grpc_config(struct service *s)
+{
+    return &s->grpc;
+}
+
+void service_free(struct service *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    free(s->methods);
+    free(s->bindings);
+    free(s);
+}

@@ -1,0 +1,151 @@
+/*
+ * node: one ikada member's replicated state machine.
+ *
+ * Glues canonical/raft (its libuv log and TCP transport) to the MVCC store:
+ * the raft FSM applies committed entries (ikadapb.InternalRequest) through
+ * the kv module, and hands each result to the request that proposed it.
+ * Consensus is touched only through struct raft_fsm and raft's public API.
+ *
+ * Writes: node_propose() packs a request into a log entry with a member-
+ * unique id and proposes it. When a member applies an entry whose id it has
+ * registered, the proposal gets the response; every other member applies
+ * the same entry and drops the response.
+ *
+ * Linearizable reads: node_read() queues the read behind a raft barrier.
+ * Reads that arrive while a barrier is in flight wait for the next one, so
+ * one barrier serves every read queued behind it. The callback fires once
+ * the barrier is applied: every write committed before the read began is
+ * then in the store.
+ *
+ * Callbacks: when node_propose()/node_read() return 0 their callback fires
+ * exactly once, later, from the loop (with an error if raft loses the
+ * request, e.g. on leadership loss or shutdown). When they return an error
+ * the callback never fires. A caller whose client went away keeps its
+ * request object alive until the callback and just ignores the result.
+ *
+ * Threading: everything runs on the loop given to node_init().
+ */
+#ifndef IKADA_NODE_H
+#define IKADA_NODE_H
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "proto/internal.pb-c.h"
+#include "proto/rpc.pb-c.h"
+#include "server/errors.h"
+#include "server/kv.h"
+
+struct node;
+
+/* A cluster member as MemberList reports it. */
+struct node_member {
+    uint64_t id;
+    char *name;
+    char **peer_urls;
+    size_t n_peer_urls;
+    char **client_urls;
+    size_t n_client_urls;
+    bool is_learner;
+};
+
+struct node_options {
+    const char *raft_dir;     /* canonical raft's data directory (exists) */
+    const char *raft_address; /* "host:port" peers reach this member at */
+    const char *bind_address; /* "host:port" to listen on; NULL: the above */
+    uint64_t member_id;
+    uint64_t cluster_id;
+    /* Membership; deep-copied. Used to bootstrap a new cluster and to
+     * answer MemberList. */
+    const struct node_member *members;
+    size_t n_members;
+    bool bootstrap; /* first start of a new cluster */
+    unsigned heartbeat_ms;
+    unsigned election_ms;
+    unsigned snapshot_count;
+    uint64_t max_request_bytes;
+};
+
+struct node_proposal;
+/* @resp is the typed response (e.g. Etcdserverpb__PutResponse) with its
+ * header filled in, owned by the callee; NULL when @status != 0. */
+typedef void (*node_proposal_cb)(struct node_proposal *p, int status,
+                                 ProtobufCMessage *resp);
+
+struct node_proposal {
+    void *data; /* caller's */
+    /* private */
+    node_proposal_cb cb;
+    uint64_t id;
+    struct node *node;
+    struct node_proposal *next_pending;
+    int status;
+    ProtobufCMessage *resp;
+    struct raft_apply req;
+};
+
+struct node_read;
+typedef void (*node_read_cb)(struct node_read *r, int status);
+
+struct node_read {
+    void *data; /* caller's */
+    /* private */
+    node_read_cb cb;
+    struct node_read *next;
+};
+
+/*
+ * Create the node and start raft: bootstraps the configuration on a new
+ * cluster's first start, replays the snapshot and log into the store.
+ * Returns 0 or an IK_E* code with the cause in @errmsg (IK_ERRMSG_SIZE).
+ * On error nothing needs freeing.
+ */
+int node_init(struct node **out, uv_loop_t *loop,
+              const struct node_options *opts, char *errmsg);
+
+/*
+ * Propose a write. @req's op must be set; its id is assigned here and the
+ * request is packed (the caller keeps ownership of @req). The entry must
+ * pack to at most max_request_bytes, else IK_EREQUESTTOOLARGE. Other
+ * errors: IK_ENOLEADER when this member is not the leader (followers will
+ * forward in a later version), IK_ESTOPPED while closing, IK_ENOMEM.
+ */
+int node_propose(struct node *n, struct node_proposal *p,
+                 const Ikadapb__InternalRequest *req, node_proposal_cb cb);
+
+/* Queue a linearizable read; see the top of this file. Errors:
+ * IK_ESTOPPED while closing. */
+int node_read(struct node *n, struct node_read *r, node_read_cb cb);
+
+/* The kv context (store + lease hook) serving reads. */
+struct kv *node_kv(struct node *n);
+
+/* Fill a response header with this member's view: cluster id, member id,
+ * store revision and raft term. Allocates nothing. */
+void node_fill_header(struct node *n, Etcdserverpb__ResponseHeader *h);
+
+/* Members known to this node. */
+const struct node_member *node_members(const struct node *n, size_t *count);
+
+uint64_t node_member_id(const struct node *n);
+uint64_t node_cluster_id(const struct node *n);
+/* The leader's member id, 0 if none is known. */
+uint64_t node_leader(struct node *n);
+uint64_t node_term(const struct node *n);
+uint64_t node_last_index(struct node *n);
+uint64_t node_applied_index(struct node *n);
+/* Approximate size of the state in bytes (Status.dbSize). */
+uint64_t node_db_size(const struct node *n);
+
+/*
+ * Stop raft and release everything. Outstanding proposals and reads
+ * complete with an error before @cb fires. @cb runs on the loop once all
+ * handles are closed; the node is already freed then.
+ */
+void node_close(struct node *n, void (*cb)(void *arg), void *arg);
+
+#endif /* IKADA_NODE_H */

@@ -1,0 +1,39 @@
+/*
+ * service: etcd's v3 gRPC services (KV, Maintenance, Cluster ...) as a
+ * method table for the grpc core.
+ *
+ * Each handler decodes the request, runs etcd's pre-proposal checks, then
+ * either proposes the request through the node (writes), waits for a
+ * linearizable read barrier (reads), or answers from local state
+ * (serializable reads, Status, MemberList). Errors become gRPC statuses
+ * through ik_grpc_status() (server/errors.h), nowhere else.
+ *
+ * A call whose client goes away (on_cancel) is detached from its in-flight
+ * node request; the node's callback then only frees memory.
+ */
+#ifndef IKADA_SERVICE_H
+#define IKADA_SERVICE_H
+
+#include "server/grpc.h"
+#include "server/node.h"
+
+struct service_options {
+    unsigned max_txn_ops;       /* --max-txn-ops */
+    uint64_t max_request_bytes; /* --max-request-bytes */
+};
+
+struct service;
+
+/* Create the service table for @node. Returns 0 or IK_ENOMEM. */
+int service_init(struct service **out, struct node *node,
+                 const struct service_options *opts);
+
+/* The grpc server configuration (method table, limits) to serve with.
+ * Owned by the service; valid until service_free(). The caller may fill in
+ * now_ms/on_want_write (the transport glue does). */
+struct grpc_server_config *service_grpc_config(struct service *s);
+
+/* Free the table. Every connection using it must be closed first. */
+void service_free(struct service *s);
+
+#endif /* IKADA_SERVICE_H */
