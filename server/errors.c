@@ -74,9 +74,14 @@ void ik_errmsg_wrapf(char *errmsg, const char *fmt, ...)
     /* Append ": <cause>", truncating: the message is for humans. */
     n = strlen(errmsg);
     if (n + 2 < IK_ERRMSG_SIZE) {
+        size_t room = IK_ERRMSG_SIZE - n - 3; /* ": " and the NUL */
+        size_t len = strlen(cause);
         errmsg[n++] = ':';
         errmsg[n++] = ' ';
-        strncpy(errmsg + n, cause, IK_ERRMSG_SIZE - n - 1);
-        errmsg[IK_ERRMSG_SIZE - 1] = '\0';
+        if (len > room) {
+            len = room;
+        }
+        memcpy(errmsg + n, cause, len);
+        errmsg[n + len] = '\0';
     }
 }
