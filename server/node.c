@@ -1,3 +1,21 @@
+/*
+ * Raft log entry payload (RAFT_COMMAND entries), format version 1.
+ *
+ * canonical/raft stores entry payloads inside checksummed batches (CRC32
+ * over header and data) and requires every payload length to be a multiple
+ * of 8 bytes, so ikada frames its protobuf with a small header and pads:
+ *
+ *   offset  size  field
+ *   0       1     format version (1)
+ *   1       1     payload type (1 = ikadapb.InternalRequest)
+ *   2       2     reserved, zero
+ *   4       4     payload length N, little endian
+ *   8       N     payload (protobuf)
+ *   8+N     P     zero padding, 0 <= P < 8, so that 8+N+P is a multiple of 8
+ *
+ * An entry whose header does not match is skipped on every member alike
+ * (logged), never half-applied.
+ */
 #include "server/node.h"
 
 #include <stdlib.h>
@@ -7,6 +25,10 @@
 #include "server/log.h"
 #include "server/mvcc.h"
 #include "snapshot/snapshot.h"
+
+#define ENTRY_VERSION 1
+#define ENTRY_TYPE_INTERNAL_REQUEST 1
+#define ENTRY_HEADER_SIZE 8
 
 /* Proposals waiting for their entry to be applied, by id. */
 #define PENDING_BUCKETS 1024
@@ -114,6 +136,23 @@ static Etcdserverpb__ResponseHeader *response_header(ProtobufCMessage *m)
     return NULL;
 }
 
+static Ikadapb__InternalRequest *entry_decode(const struct raft_buffer *buf)
+{
+    const uint8_t *p = buf->base;
+    uint32_t len;
+
+    if (buf->len < ENTRY_HEADER_SIZE || p[0] != ENTRY_VERSION ||
+        p[1] != ENTRY_TYPE_INTERNAL_REQUEST) {
+        return NULL;
+    }
+    len = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 |
+          (uint32_t)p[7] << 24;
+    if (len > buf->len - ENTRY_HEADER_SIZE) {
+        return NULL;
+    }
+    return ikadapb__internal_request__unpack(NULL, len, p + ENTRY_HEADER_SIZE);
+}
+
 /* Run one decoded request against the store. */
 static int execute(struct node *n, const Ikadapb__InternalRequest *ir,
                    ProtobufCMessage **resp)
@@ -150,7 +189,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     int rv;
 
     *result = NULL;
-    ir = ikadapb__internal_request__unpack(NULL, buf->len, buf->base);
+    ir = entry_decode(buf);
     if (ir == NULL) {
         /* Every member sees the same bytes, so every member skips it. */
         log_error("raft entry of %zu bytes does not decode; skipped",
@@ -249,6 +288,7 @@ int node_propose(struct node *n, struct node_proposal *p,
 {
     Ikadapb__InternalRequest ir = *req;
     struct raft_buffer buf;
+    uint8_t *hdr;
     size_t len;
     int rv;
 
@@ -260,12 +300,19 @@ int node_propose(struct node *n, struct node_proposal *p,
     if (len > n->max_request_bytes) {
         return IK_EREQUESTTOOLARGE;
     }
-    buf.len = len;
-    buf.base = raft_malloc(len > 0 ? len : 1);
+    buf.len = (ENTRY_HEADER_SIZE + len + 7) & ~(size_t)7;
+    buf.base = raft_calloc(1, buf.len);
     if (buf.base == NULL) {
         return IK_ENOMEM;
     }
-    ikadapb__internal_request__pack(&ir, buf.base);
+    hdr = buf.base;
+    hdr[0] = ENTRY_VERSION;
+    hdr[1] = ENTRY_TYPE_INTERNAL_REQUEST;
+    hdr[4] = (uint8_t)len;
+    hdr[5] = (uint8_t)(len >> 8);
+    hdr[6] = (uint8_t)(len >> 16);
+    hdr[7] = (uint8_t)(len >> 24);
+    ikadapb__internal_request__pack(&ir, hdr + ENTRY_HEADER_SIZE);
 
     p->cb = cb;
     p->id = ir.id;
@@ -608,6 +655,9 @@ int node_init(struct node **out, uv_loop_t *loop,
         node_free(n);
         return IK_EIO;
     }
+    /* A corrupt log must stop the member with an error, not be moved
+     * aside and silently forgotten. */
+    raft_uv_set_auto_recovery(&n->io, false);
     rv = raft_init(&n->raft, &n->io, &n->fsm, opts->member_id,
                    opts->raft_address);
     if (rv != 0) {
@@ -656,7 +706,7 @@ err_after_raft_init:
     return rv;
 }
 
-static void raft_close_cb(struct raft *r)
+static void on_raft_closed(struct raft *r)
 {
     struct node *n = r->data;
     void (*cb)(void *arg) = n->close_cb;
@@ -681,5 +731,5 @@ void node_close(struct node *n, void (*cb)(void *arg), void *arg)
     reads_complete(queued, IK_ESTOPPED);
     /* raft fails outstanding proposals and the barrier (their callbacks
      * run) before closing its I/O. */
-    raft_close(&n->raft, raft_close_cb);
+    raft_close(&n->raft, on_raft_closed);
 }
