@@ -123,6 +123,10 @@ static int open_data_dir(struct server *s, bool *bootstrap, char *errmsg)
     if (rv != IK_ENOENT) {
         return rv;
     }
+    rv = config_verify_bootstrap(&s->cfg, errmsg);
+    if (rv != 0) {
+        return rv;
+    }
     if (cfg->initial_cluster_state == CONFIG_CLUSTER_STATE_EXISTING) {
         ik_errmsg_printf(errmsg,
                          "joining an existing cluster "
@@ -287,6 +291,33 @@ static void on_signal(uv_signal_t *h, int signum)
     grpc_uv_server_close(&s->grpc, grpc_closed);
 }
 
+/* Report a configuration error the way etcd does; returns the exit status. */
+static int report_config_error(const struct config *cfg, const char *errmsg)
+{
+    switch (cfg->error_kind) {
+    case CONFIG_ERR_USAGE:
+        fprintf(stderr, "%s\n", errmsg);
+        config_print_usage(stderr);
+        break;
+    case CONFIG_ERR_VERIFY:
+        log_error("error verifying flags, %s. See 'etcd --help'.", errmsg);
+        if (cfg->error_hint != NULL) {
+            log_error("%s", cfg->error_hint);
+        }
+        break;
+    case CONFIG_ERR_FATAL:
+        log_emit(LOG_FATAL, "%s: %s", cfg->error_pkg, errmsg);
+        break;
+    case CONFIG_ERR_PANIC:
+        fprintf(stderr, "panic: %s\n", errmsg);
+        break;
+    default:
+        fprintf(stderr, "ikada: %s\n", errmsg);
+        break;
+    }
+    return cfg->exit_status != 0 ? cfg->exit_status : 1;
+}
+
 static void fail(struct server *s, const char *what, const char *errmsg)
 {
     log_error("%s: %s", what, errmsg);
@@ -310,15 +341,12 @@ int main(int argc, char **argv)
         rv = config_parse(&s.cfg, argc, argv, environ, errmsg);
     }
     if (rv != 0) {
-        fprintf(stderr, "%s\n", errmsg);
-        if (s.cfg.usage_on_error) {
-            config_print_usage(stderr);
-        }
-        rv = s.cfg.exit_status != 0 ? s.cfg.exit_status : 1;
+        rv = report_config_error(&s.cfg, errmsg);
         config_close(&s.cfg);
         return rv;
     }
     if (s.cfg.help_requested) {
+        config_print_usage(stderr);
         config_print_help(stdout);
         config_close(&s.cfg);
         return 0;
@@ -331,8 +359,10 @@ int main(int argc, char **argv)
     log_set_level(s.cfg.debug ? LOG_DEBUG
                               : (enum log_level)log_level_parse(
                                     config_log_level_name(s.cfg.log_level)));
-    for (size_t i = 0; i < s.cfg.n_warnings; i++) {
-        log_warn("%s", s.cfg.warnings[i]);
+    for (size_t i = 0; i < s.cfg.n_logs; i++) {
+        const struct config_log_entry *e = &s.cfg.logs[i];
+        log_emit(e->level == CONFIG_LOG_WARN ? LOG_WARN : LOG_INFO, "%s: %s",
+                 e->pkg, e->msg);
     }
     log_info("starting ikada %s (etcd %s API) as member %s, data dir %s",
              CONFIG_IKADA_VERSION, CONFIG_ETCD_VERSION, s.cfg.name,
@@ -340,6 +370,12 @@ int main(int argc, char **argv)
 
     rv = open_data_dir(&s, &bootstrap, errmsg);
     if (rv != 0) {
+        if (s.cfg.error_kind != CONFIG_ERR_NONE) {
+            rv = report_config_error(&s.cfg, errmsg);
+            meta_free(&s.meta);
+            config_close(&s.cfg);
+            return rv;
+        }
         fail(&s, "cannot open data dir", errmsg);
         goto out;
     }
