@@ -3,7 +3,9 @@
  * dir, starts the raft node and serves the etcd v3 gRPC API on the client
  * URLs until SIGINT/SIGTERM.
  */
+#include <errno.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,8 +103,15 @@ static int meta_from_config(const struct config *cfg, struct meta *m,
 static int open_data_dir(struct server *s, bool *bootstrap, char *errmsg)
 {
     const struct config *cfg = &s->cfg;
+    struct stat st;
     int rv;
 
+    /* etcd's wording when the data dir cannot be a directory. */
+    if ((stat(cfg->data_dir, &st) == 0 && !S_ISDIR(st.st_mode)) ||
+        (stat(cfg->data_dir, &st) != 0 && errno == ENOTDIR)) {
+        ik_errmsg_printf(errmsg, "error listing data dir: %s", cfg->data_dir);
+        return IK_EINVAL;
+    }
     rv = meta_mkdirs(cfg->data_dir, errmsg);
     if (rv != 0) {
         return rv;
@@ -318,10 +327,10 @@ static int report_config_error(const struct config *cfg, const char *errmsg)
     return cfg->exit_status != 0 ? cfg->exit_status : 1;
 }
 
-static void fail(struct server *s, const char *what, const char *errmsg)
+/* A start-up failure: etcd logs these at critical level from etcdmain. */
+static void fail(const char *what, const char *errmsg)
 {
-    log_error("%s: %s", what, errmsg);
-    (void)s;
+    log_emit(LOG_FATAL, "etcdmain: %s", errmsg);
     fprintf(stderr, "ikada: %s: %s\n", what, errmsg);
 }
 
@@ -376,18 +385,18 @@ int main(int argc, char **argv)
             config_close(&s.cfg);
             return rv;
         }
-        fail(&s, "cannot open data dir", errmsg);
+        fail("cannot open data dir", errmsg);
         goto out;
     }
     uv_loop_init(&s.loop);
     rv = start_node(&s, bootstrap, errmsg);
     if (rv != 0) {
-        fail(&s, "cannot start raft", errmsg);
+        fail("cannot start raft", errmsg);
         goto out_loop;
     }
     rv = start_grpc(&s, errmsg);
     if (rv != 0) {
-        fail(&s, "cannot serve clients", errmsg);
+        fail("cannot serve clients", errmsg);
         goto out_loop;
     }
     uv_signal_init(&s.loop, &s.sigint);
