@@ -16,8 +16,17 @@
  * Responses are allocated with malloc() (every nested field too) and owned
  * by the caller, who frees them with protobuf_c_message_free_unpacked(msg,
  * NULL). The response header is allocated and carries the store revision;
- * cluster_id, member_id and raft_term are the caller's to fill. On error
- * *resp is left untouched and nothing is allocated.
+ * cluster_id, member_id and raft_term are the caller's to fill (top-level
+ * header only: like etcd, the per-op responses inside a TxnResponse carry
+ * just a revision, and a nested txn's header is all zero). On error *resp
+ * is left untouched and nothing stays allocated.
+ *
+ * Header revisions, as etcd sets them: Range: the store revision it read
+ * (inside a txn: the txn's revision once the txn wrote something). Put:
+ * the revision of the write. DeleteRange: the revision of the write, or
+ * the current one if nothing was deleted and nothing written before it in
+ * the txn. Txn: the new revision if it changed something, else the
+ * current one. Compact: the current revision.
  */
 #ifndef IKADA_KV_H
 #define IKADA_KV_H
@@ -38,18 +47,44 @@ struct kv {
     void *lease_data;
 };
 
-/* etcd's pre-proposal checks. Return 0 or an IK_E* code. */
+/*
+ * Test hook for fault injection: when non-NULL, called before every
+ * allocation kv makes itself; a true return makes it fail (IK_ENOMEM).
+ */
+extern bool (*kv_fail_alloc_hook)(void);
+
+/* etcd's pre-proposal checks (v3rpc/key.go). Return 0 or an IK_E* code:
+ * IK_EEMPTYKEY, IK_EVALUEPROVIDED, IK_ELEASEPROVIDED; for a txn also
+ * IK_ETOOMANYOPS (the longest of compare/success/failure exceeds
+ * max_txn_ops; nested txns get the budget left), IK_EKEYNOTFOUND for an
+ * empty RequestOp, IK_EDUPKEY (etcd 3.4's put/delete overlap rules) and
+ * IK_ENOMEM. */
 int kv_check_range(const Etcdserverpb__RangeRequest *req);
 int kv_check_put(const Etcdserverpb__PutRequest *req);
 int kv_check_delete_range(const Etcdserverpb__DeleteRangeRequest *req);
 int kv_check_txn(const Etcdserverpb__TxnRequest *req, unsigned max_txn_ops);
 
-/* True when the txn (including nested txns) contains no write, so it can be
- * served as a read. */
+/* True when every op of both branches is a Range (etcd's isTxnReadonly: a
+ * nested txn counts as a write even if it only reads), so the txn can be
+ * served without going through raft. */
 bool kv_txn_is_read_only(const Etcdserverpb__TxnRequest *req);
 
-/* Execution. Return 0 and set *resp, or an IK_E* code (IK_ECOMPACTED,
- * IK_EFUTUREREV, IK_ELEASENOTFOUND, IK_EKEYNOTFOUND, IK_ENOMEM ...). */
+/*
+ * Execution. Return 0 and set *resp, or an IK_E* code (IK_ECOMPACTED,
+ * IK_EFUTUREREV, IK_ELEASENOTFOUND, IK_EKEYNOTFOUND, IK_ENOMEM, and
+ * IK_EINVAL if the store already has an open mvcc txn). Every failing
+ * call leaves the store unchanged, except kv_compact() failing with
+ * IK_ENOMEM after the compaction itself succeeded.
+ *
+ * kv_range() never writes; the mutating calls open and close an mvcc
+ * write txn themselves (so they must not be called inside one).
+ * kv_txn() evaluates every compare (nested ones too) against the store
+ * before writing, then checks the taken branches (ignore_value/
+ * ignore_lease on a missing key: IK_EKEYNOTFOUND; unknown lease:
+ * IK_ELEASENOTFOUND; then Range revisions: IK_EFUTUREREV/IK_ECOMPACTED),
+ * and only then writes. Sorting ties come out in the order Go's sort.Sort
+ * (the one etcd uses) gives them.
+ */
 int kv_range(struct kv *kv, const Etcdserverpb__RangeRequest *req,
              Etcdserverpb__RangeResponse **resp);
 int kv_put(struct kv *kv, const Etcdserverpb__PutRequest *req,
