@@ -165,74 +165,11 @@ static void url_hostport(const struct config_url *u, char *buf, size_t size)
     }
 }
 
-static int start_node(struct server *s, bool bootstrap, char *errmsg)
+/* A start-up failure: etcd logs these at critical level from etcdmain. */
+static void fail(const char *what, const char *errmsg)
 {
-    const struct config *cfg = &s->cfg;
-    struct node_options opts;
-    struct node_member *members;
-    struct config_url self_url;
-    char raft_dir[4096];
-    char raft_address[300];
-    char bind_address[300];
-    const char *self_peer = NULL;
-    int rv;
-
-    rv = meta_raft_dir(cfg->data_dir, raft_dir, sizeof raft_dir);
-    if (rv != 0) {
-        ik_errmsg_printf(errmsg, "data dir path too long");
-        return rv;
-    }
-    members = calloc(s->meta.n_members, sizeof *members);
-    if (members == NULL) {
-        ik_errmsg_printf(errmsg, "out of memory");
-        return IK_ENOMEM;
-    }
-    for (size_t i = 0; i < s->meta.n_members; i++) {
-        const struct meta_member *mm = &s->meta.members[i];
-        members[i].id = mm->id;
-        members[i].name = mm->name;
-        members[i].peer_urls = mm->peer_urls;
-        members[i].n_peer_urls = mm->n_peer_urls;
-        if (mm->id == s->meta.member_id) {
-            members[i].client_urls = cfg->advertise_client_urls;
-            members[i].n_client_urls = cfg->n_advertise_client_urls;
-            if (mm->n_peer_urls > 0) {
-                self_peer = mm->peer_urls[0];
-            }
-        }
-    }
-    if (self_peer == NULL) {
-        free(members);
-        ik_errmsg_printf(errmsg, "member %s is not in the cluster's members",
-                         s->meta.name);
-        return IK_EINVAL;
-    }
-    rv = config_url_parse(self_peer, &self_url, errmsg);
-    if (rv != 0) {
-        free(members);
-        return rv;
-    }
-    url_hostport(&self_url, raft_address, sizeof raft_address);
-    config_url_free(&self_url);
-    url_hostport(&cfg->listen_peer_urls[0], bind_address,
-                 sizeof bind_address);
-
-    memset(&opts, 0, sizeof opts);
-    opts.raft_dir = raft_dir;
-    opts.raft_address = raft_address;
-    opts.bind_address = bind_address;
-    opts.member_id = s->meta.member_id;
-    opts.cluster_id = s->meta.cluster_id;
-    opts.members = members;
-    opts.n_members = s->meta.n_members;
-    opts.bootstrap = bootstrap;
-    opts.heartbeat_ms = cfg->heartbeat_ms;
-    opts.election_ms = cfg->election_ms;
-    opts.snapshot_count = (unsigned)cfg->snapshot_count;
-    opts.max_request_bytes = cfg->max_request_bytes;
-    rv = node_init(&s->node, &s->loop, &opts, errmsg);
-    free(members);
-    return rv;
+    log_emit(LOG_FATAL, "etcdmain: %s", errmsg);
+    fprintf(stderr, "ikada: %s: %s\n", what, errmsg);
 }
 
 static int start_grpc(struct server *s, char *errmsg)
@@ -272,6 +209,92 @@ static int start_grpc(struct server *s, char *errmsg)
     return 0;
 }
 
+/* The member is part of the cluster: serve clients (etcd, too, starts
+ * serving only once its attributes are published). */
+static void on_ready(void *arg)
+{
+    struct server *s = arg;
+    char errmsg[IK_ERRMSG_SIZE] = "";
+
+    if (start_grpc(s, errmsg) != 0) {
+        fail("cannot serve clients", errmsg);
+        fflush(stderr);
+        _exit(1);
+    }
+    log_info("ready to serve client requests");
+}
+
+static int start_node(struct server *s, bool bootstrap, char *errmsg)
+{
+    const struct config *cfg = &s->cfg;
+    struct node_options opts;
+    struct node_member *members;
+    struct config_url self_url;
+    char raft_dir[4096];
+    char raft_address[300];
+    char bind_address[300];
+    const char *self_peer = NULL;
+    int rv;
+
+    rv = meta_raft_dir(cfg->data_dir, raft_dir, sizeof raft_dir);
+    if (rv != 0) {
+        ik_errmsg_printf(errmsg, "data dir path too long");
+        return rv;
+    }
+    members = calloc(s->meta.n_members, sizeof *members);
+    if (members == NULL) {
+        ik_errmsg_printf(errmsg, "out of memory");
+        return IK_ENOMEM;
+    }
+    for (size_t i = 0; i < s->meta.n_members; i++) {
+        const struct meta_member *mm = &s->meta.members[i];
+        members[i].id = mm->id;
+        members[i].name = mm->name;
+        members[i].peer_urls = mm->peer_urls;
+        members[i].n_peer_urls = mm->n_peer_urls;
+        if (mm->id == s->meta.member_id && mm->n_peer_urls > 0) {
+            self_peer = mm->peer_urls[0];
+        }
+    }
+    if (self_peer == NULL) {
+        free(members);
+        ik_errmsg_printf(errmsg, "member %s is not in the cluster's members",
+                         s->meta.name);
+        return IK_EINVAL;
+    }
+    rv = config_url_parse(self_peer, &self_url, errmsg);
+    if (rv != 0) {
+        free(members);
+        return rv;
+    }
+    url_hostport(&self_url, raft_address, sizeof raft_address);
+    config_url_free(&self_url);
+    url_hostport(&cfg->listen_peer_urls[0], bind_address,
+                 sizeof bind_address);
+
+    memset(&opts, 0, sizeof opts);
+    opts.raft_dir = raft_dir;
+    opts.raft_address = raft_address;
+    opts.bind_address = bind_address;
+    opts.member_id = s->meta.member_id;
+    opts.cluster_id = s->meta.cluster_id;
+    opts.name = cfg->name;
+    opts.client_urls = cfg->advertise_client_urls;
+    opts.n_client_urls = cfg->n_advertise_client_urls;
+    opts.ready_cb = on_ready;
+    opts.ready_arg = s;
+    opts.members = members;
+    opts.n_members = s->meta.n_members;
+    opts.bootstrap = bootstrap;
+    opts.heartbeat_ms = cfg->heartbeat_ms;
+    opts.election_ms = cfg->election_ms;
+    opts.snapshot_count = (unsigned)cfg->snapshot_count;
+    opts.max_request_bytes = cfg->max_request_bytes;
+    rv = node_init(&s->node, &s->loop, &opts, errmsg);
+    free(members);
+    return rv;
+}
+
 static void node_closed(void *arg)
 {
     struct server *s = arg;
@@ -296,8 +319,12 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     s->stopping = true;
     log_info("received %s, shutting down", strsignal(signum));
-    s->grpc.data = s;
-    grpc_uv_server_close(&s->grpc, grpc_closed);
+    if (s->grpc_started) {
+        s->grpc.data = s;
+        grpc_uv_server_close(&s->grpc, grpc_closed);
+    } else {
+        node_close(s->node, node_closed, s);
+    }
 }
 
 /* Report a configuration error the way etcd does; returns the exit status. */
@@ -325,13 +352,6 @@ static int report_config_error(const struct config *cfg, const char *errmsg)
         break;
     }
     return cfg->exit_status != 0 ? cfg->exit_status : 1;
-}
-
-/* A start-up failure: etcd logs these at critical level from etcdmain. */
-static void fail(const char *what, const char *errmsg)
-{
-    log_emit(LOG_FATAL, "etcdmain: %s", errmsg);
-    fprintf(stderr, "ikada: %s: %s\n", what, errmsg);
 }
 
 int main(int argc, char **argv)
@@ -394,17 +414,11 @@ int main(int argc, char **argv)
         fail("cannot start raft", errmsg);
         goto out_loop;
     }
-    rv = start_grpc(&s, errmsg);
-    if (rv != 0) {
-        fail("cannot serve clients", errmsg);
-        goto out_loop;
-    }
     uv_signal_init(&s.loop, &s.sigint);
     uv_signal_init(&s.loop, &s.sigterm);
     s.sigint.data = s.sigterm.data = &s;
     uv_signal_start(&s.sigint, on_signal, SIGINT);
     uv_signal_start(&s.sigterm, on_signal, SIGTERM);
-    log_info("ready to serve client requests");
 
     uv_run(&s.loop, UV_RUN_DEFAULT);
     log_info("stopped");

@@ -57,9 +57,23 @@ struct node {
     bool barrier_inflight;
     struct raft_barrier barrier;
 
+    /* Replicated member table: starts as the initial cluster, changed only
+     * by applied entries (publish), saved in snapshots. */
     struct node_member *members;
     size_t n_members;
 
+    /* Publishing this member's attributes; ready once it is applied. */
+    char *name;         /* this member's --name */
+    char **client_urls; /* this member's advertised client URLs */
+    size_t n_client_urls;
+    uv_timer_t publish_timer;
+    struct node_proposal publish;
+    bool publish_inflight;
+    bool ready;
+    void (*ready_cb)(void *arg);
+    void *ready_arg;
+
+    unsigned pending_closes;
     bool closing;
     void (*close_cb)(void *arg);
     void *close_arg;
@@ -116,6 +130,10 @@ static struct node_proposal *pending_take(struct node *n, uint64_t id)
     return NULL;
 }
 
+static void members_free(struct node_member *m, size_t count);
+static int members_copy(struct node_member **out, size_t *n_out,
+                        const struct node_member *src, size_t count);
+
 /* --- FSM ----------------------------------------------------------------- */
 
 static Etcdserverpb__ResponseHeader *response_header(ProtobufCMessage *m)
@@ -153,6 +171,58 @@ static Ikadapb__InternalRequest *entry_decode(const struct raft_buffer *buf)
     return ikadapb__internal_request__unpack(NULL, len, p + ENTRY_HEADER_SIZE);
 }
 
+static void strv_free(char **v, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        free(v[i]);
+    }
+    free(v);
+}
+
+static char **strv_dup(char *const *v, size_t count)
+{
+    char **out = calloc(count > 0 ? count : 1, sizeof *out);
+    if (out == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < count; i++) {
+        out[i] = strdup(v[i]);
+        if (out[i] == NULL) {
+            strv_free(out, i);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+/* Apply a member's published attributes. An unknown member id (removed
+ * meanwhile) changes nothing. */
+static int members_publish(struct node *n, const Ikadapb__MemberAttributes *a)
+{
+    for (size_t i = 0; i < n->n_members; i++) {
+        struct node_member *m = &n->members[i];
+        char *name;
+        char **urls;
+        if (m->id != a->id) {
+            continue;
+        }
+        name = strdup(a->name);
+        urls = strv_dup(a->client_urls, a->n_client_urls);
+        if (name == NULL || urls == NULL) {
+            free(name);
+            strv_free(urls, urls != NULL ? a->n_client_urls : 0);
+            return IK_ENOMEM;
+        }
+        free(m->name);
+        strv_free(m->client_urls, m->n_client_urls);
+        m->name = name;
+        m->client_urls = urls;
+        m->n_client_urls = a->n_client_urls;
+        return 0;
+    }
+    return 0;
+}
+
 /* Run one decoded request against the store. */
 static int execute(struct node *n, const Ikadapb__InternalRequest *ir,
                    ProtobufCMessage **resp)
@@ -168,6 +238,8 @@ static int execute(struct node *n, const Ikadapb__InternalRequest *ir,
     case IKADAPB__INTERNAL_REQUEST__OP_COMPACTION:
         return kv_compact(&n->kv, ir->compaction,
                           (Etcdserverpb__CompactionResponse **)resp);
+    case IKADAPB__INTERNAL_REQUEST__OP_PUBLISH:
+        return members_publish(n, ir->publish);
     default:
         return IK_EINVAL;
     }
@@ -221,17 +293,91 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     return 0;
 }
 
+/* The member table as a snapshot section (protobuf ikadapb.Members). */
+static int members_encode(const struct node *n, void **out, size_t *len)
+{
+    Ikadapb__Members msg = IKADAPB__MEMBERS__INIT;
+    Etcdserverpb__Member *ms = calloc(n->n_members + 1, sizeof *ms);
+    Etcdserverpb__Member **mp = calloc(n->n_members + 1, sizeof *mp);
+    int rv = IK_ENOMEM;
+
+    if (ms == NULL || mp == NULL) {
+        goto out;
+    }
+    for (size_t i = 0; i < n->n_members; i++) {
+        const struct node_member *m = &n->members[i];
+        etcdserverpb__member__init(&ms[i]);
+        ms[i].id = m->id;
+        ms[i].name = m->name;
+        ms[i].n_peerurls = m->n_peer_urls;
+        ms[i].peerurls = m->peer_urls;
+        ms[i].n_clienturls = m->n_client_urls;
+        ms[i].clienturls = m->client_urls;
+        ms[i].islearner = m->is_learner;
+        mp[i] = &ms[i];
+    }
+    msg.n_members = n->n_members;
+    msg.members = mp;
+    *len = ikadapb__members__get_packed_size(&msg);
+    *out = malloc(*len > 0 ? *len : 1);
+    if (*out != NULL) {
+        ikadapb__members__pack(&msg, *out);
+        rv = 0;
+    }
+out:
+    free(ms);
+    free(mp);
+    return rv;
+}
+
+static int members_decode(const void *buf, size_t len,
+                          struct node_member **out, size_t *n_out)
+{
+    Ikadapb__Members *msg = ikadapb__members__unpack(NULL, len, buf);
+    struct node_member *view;
+    int rv;
+
+    if (msg == NULL) {
+        return IK_ECORRUPT;
+    }
+    view = calloc(msg->n_members + 1, sizeof *view);
+    if (view == NULL) {
+        ikadapb__members__free_unpacked(msg, NULL);
+        return IK_ENOMEM;
+    }
+    for (size_t i = 0; i < msg->n_members; i++) {
+        view[i].id = msg->members[i]->id;
+        view[i].name = msg->members[i]->name;
+        view[i].peer_urls = msg->members[i]->peerurls;
+        view[i].n_peer_urls = msg->members[i]->n_peerurls;
+        view[i].client_urls = msg->members[i]->clienturls;
+        view[i].n_client_urls = msg->members[i]->n_clienturls;
+        view[i].is_learner = msg->members[i]->islearner;
+    }
+    rv = members_copy(out, n_out, view, msg->n_members);
+    free(view);
+    ikadapb__members__free_unpacked(msg, NULL);
+    return rv;
+}
+
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
                         unsigned *n_bufs)
 {
     struct node *n = fsm->data;
     struct raft_buffer *b = raft_malloc(sizeof *b);
+    struct snapshot_section members = {.type = SNAPSHOT_SECTION_MEMBERS};
+    void *data = NULL;
     int rv;
 
     if (b == NULL) {
         return RAFT_NOMEM;
     }
-    rv = snapshot_encode(&n->store, NULL, 0, &b->base, &b->len);
+    rv = members_encode(n, &data, &members.len);
+    if (rv == 0) {
+        members.data = data;
+        rv = snapshot_encode(&n->store, &members, 1, &b->base, &b->len);
+    }
+    free(data);
     if (rv != 0) {
         raft_free(b);
         return rv == IK_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
@@ -241,21 +387,39 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     return 0;
 }
 
+/* Replace the store and the member table with a snapshot's; on any error
+ * (corruption included) nothing changes and raft is told. */
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct node *n = fsm->data;
     struct mvcc store;
+    struct node_member *members = NULL;
+    size_t n_members = 0;
+    void *section = NULL;
+    size_t section_len = 0;
     int rv;
 
     mvcc_init(&store);
     rv = snapshot_decode(buf->base, buf->len, &store);
+    if (rv == 0) {
+        rv = snapshot_section_get(buf->base, buf->len,
+                                  SNAPSHOT_SECTION_MEMBERS, &section,
+                                  &section_len);
+    }
+    if (rv == 0) {
+        rv = members_decode(section, section_len, &members, &n_members);
+    }
+    free(section);
     if (rv != 0) {
         log_error("snapshot restore failed: %s", ik_strerror(rv));
         mvcc_close(&store);
-        return RAFT_CORRUPT;
+        return rv == IK_ENOMEM ? RAFT_NOMEM : RAFT_CORRUPT;
     }
     mvcc_swap(&n->store, &store);
     mvcc_close(&store);
+    members_free(n->members, n->n_members);
+    n->members = members;
+    n->n_members = n_members;
     raft_free(buf->base);
     return 0;
 }
@@ -394,6 +558,66 @@ int node_read(struct node *n, struct node_read *r, node_read_cb cb)
     return 0;
 }
 
+/* --- publishing this member ---------------------------------------------- */
+
+#define PUBLISH_RETRY_MS 100
+
+static void publish_try(uv_timer_t *timer);
+
+static void publish_done(struct node_proposal *p, int status,
+                         ProtobufCMessage *resp)
+{
+    struct node *n = p->data;
+
+    n->publish_inflight = false;
+    if (resp != NULL) {
+        protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    if (status == 0) {
+        n->ready = true;
+        log_info("published member %016llx to the cluster",
+                 (unsigned long long)n->member_id);
+        if (n->ready_cb != NULL) {
+            n->ready_cb(n->ready_arg);
+        }
+        return;
+    }
+    if (!n->closing) {
+        uv_timer_start(&n->publish_timer, publish_try, PUBLISH_RETRY_MS, 0);
+    }
+}
+
+/* Propose this member's attributes; retried until one is applied. */
+static void publish_try(uv_timer_t *timer)
+{
+    struct node *n = timer->data;
+    Ikadapb__InternalRequest ir = IKADAPB__INTERNAL_REQUEST__INIT;
+    Ikadapb__MemberAttributes a = IKADAPB__MEMBER_ATTRIBUTES__INIT;
+    int rv;
+
+    if (n->closing || n->ready || n->publish_inflight) {
+        return;
+    }
+    a.id = n->member_id;
+    a.name = n->name;
+    a.n_client_urls = n->n_client_urls;
+    a.client_urls = n->client_urls;
+    ir.op_case = IKADAPB__INTERNAL_REQUEST__OP_PUBLISH;
+    ir.publish = &a;
+    n->publish.data = n;
+    rv = node_propose(n, &n->publish, &ir, publish_done);
+    if (rv != 0) {
+        uv_timer_start(&n->publish_timer, publish_try, PUBLISH_RETRY_MS, 0);
+        return;
+    }
+    n->publish_inflight = true;
+}
+
+bool node_ready(const struct node *n)
+{
+    return n->ready;
+}
+
 /* --- accessors ----------------------------------------------------------- */
 
 struct kv *node_kv(struct node *n)
@@ -462,65 +686,43 @@ uint64_t node_db_size(const struct node *n)
 
 static void members_free(struct node_member *m, size_t count)
 {
+    if (m == NULL) {
+        return;
+    }
     for (size_t i = 0; i < count; i++) {
         free(m[i].name);
-        for (size_t j = 0; j < m[i].n_peer_urls; j++) {
-            free(m[i].peer_urls[j]);
-        }
-        free(m[i].peer_urls);
-        for (size_t j = 0; j < m[i].n_client_urls; j++) {
-            free(m[i].client_urls[j]);
-        }
-        free(m[i].client_urls);
+        strv_free(m[i].peer_urls, m[i].n_peer_urls);
+        strv_free(m[i].client_urls, m[i].n_client_urls);
     }
     free(m);
 }
 
-static char **strv_dup(char *const *v, size_t count)
+/* Deep copy of a member table; on error nothing is allocated. */
+static int members_copy(struct node_member **out, size_t *n_out,
+                        const struct node_member *src, size_t count)
 {
-    char **out = calloc(count > 0 ? count : 1, sizeof *out);
-    if (out == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < count; i++) {
-        out[i] = strdup(v[i]);
-        if (out[i] == NULL) {
-            for (size_t j = 0; j < i; j++) {
-                free(out[j]);
-            }
-            free(out);
-            return NULL;
-        }
-    }
-    return out;
-}
-
-static int members_copy(struct node *n, const struct node_member *src,
-                        size_t count)
-{
-    n->members = calloc(count > 0 ? count : 1, sizeof *n->members);
-    if (n->members == NULL) {
+    struct node_member *ms = calloc(count > 0 ? count : 1, sizeof *ms);
+    if (ms == NULL) {
         return IK_ENOMEM;
     }
     for (size_t i = 0; i < count; i++) {
-        struct node_member *m = &n->members[i];
-        n->n_members = i + 1;
+        struct node_member *m = &ms[i];
         m->id = src[i].id;
         m->is_learner = src[i].is_learner;
         m->name = strdup(src[i].name != NULL ? src[i].name : "");
         m->peer_urls = strv_dup(src[i].peer_urls, src[i].n_peer_urls);
-        if (m->peer_urls != NULL) {
-            m->n_peer_urls = src[i].n_peer_urls;
-        }
+        m->n_peer_urls = m->peer_urls != NULL ? src[i].n_peer_urls : 0;
         m->client_urls = strv_dup(src[i].client_urls, src[i].n_client_urls);
-        if (m->client_urls != NULL) {
-            m->n_client_urls = src[i].n_client_urls;
-        }
+        m->n_client_urls =
+            m->client_urls != NULL ? src[i].n_client_urls : 0;
         if (m->name == NULL || m->peer_urls == NULL ||
             m->client_urls == NULL) {
+            members_free(ms, i + 1);
             return IK_ENOMEM;
         }
     }
+    *out = ms;
+    *n_out = count;
     return 0;
 }
 
@@ -589,6 +791,8 @@ static void node_free(struct node *n)
 {
     mvcc_close(&n->store);
     members_free(n->members, n->n_members);
+    strv_free(n->client_urls, n->n_client_urls);
+    free(n->name);
     free(n);
 }
 
@@ -617,7 +821,18 @@ int node_init(struct node **out, uv_loop_t *loop,
                    << 8) &
                   0xffffffffffffULL);
 
-    rv = members_copy(n, opts->members, opts->n_members);
+    rv = members_copy(&n->members, &n->n_members, opts->members,
+                      opts->n_members);
+    if (rv == 0) {
+        n->client_urls = strv_dup(opts->client_urls, opts->n_client_urls);
+        n->n_client_urls = opts->n_client_urls;
+        n->name = strdup(opts->name);
+        if (n->client_urls == NULL || n->name == NULL) {
+            rv = IK_ENOMEM;
+        }
+    }
+    n->ready_cb = opts->ready_cb;
+    n->ready_arg = opts->ready_arg;
     if (rv != 0) {
         ik_errmsg_printf(errmsg, "out of memory");
         node_free(n);
@@ -691,6 +906,9 @@ int node_init(struct node **out, uv_loop_t *loop,
         rv = IK_EIO;
         goto err_after_raft_init;
     }
+    uv_timer_init(loop, &n->publish_timer);
+    n->publish_timer.data = n;
+    uv_timer_start(&n->publish_timer, publish_try, 0, 0);
     *out = n;
     return 0;
 
@@ -706,18 +924,33 @@ err_after_raft_init:
     return rv;
 }
 
-static void on_raft_closed(struct raft *r)
+/* One of the node's asynchronous closes finished; free on the last. */
+static void close_step(struct node *n)
 {
-    struct node *n = r->data;
     void (*cb)(void *arg) = n->close_cb;
     void *arg = n->close_arg;
 
-    raft_uv_close(&n->io);
-    raft_uv_tcp_close(&n->transport);
+    if (--n->pending_closes > 0) {
+        return;
+    }
     node_free(n);
     if (cb != NULL) {
         cb(arg);
     }
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    close_step(h->data);
+}
+
+static void on_raft_closed(struct raft *r)
+{
+    struct node *n = r->data;
+
+    raft_uv_close(&n->io);
+    raft_uv_tcp_close(&n->transport);
+    close_step(n);
 }
 
 void node_close(struct node *n, void (*cb)(void *arg), void *arg)
@@ -729,6 +962,8 @@ void node_close(struct node *n, void (*cb)(void *arg), void *arg)
     n->close_arg = arg;
     n->queued_head = n->queued_tail = NULL;
     reads_complete(queued, IK_ESTOPPED);
+    n->pending_closes = 2;
+    uv_close((uv_handle_t *)&n->publish_timer, on_timer_closed);
     /* raft fails outstanding proposals and the barrier (their callbacks
      * run) before closing its I/O. */
     raft_close(&n->raft, on_raft_closed);

@@ -59,10 +59,18 @@ struct node_options {
     const char *bind_address; /* "host:port" to listen on; NULL: the above */
     uint64_t member_id;
     uint64_t cluster_id;
-    /* Membership; deep-copied. Used to bootstrap a new cluster and to
-     * answer MemberList. */
+    const char *name; /* this member's --name */
+    /* Initial membership (the bootstrap configuration, as every member of
+     * the cluster has it); deep-copied. Entries applied later change it. */
     const struct node_member *members;
     size_t n_members;
+    /* This member's client URLs, published through raft on start. */
+    char *const *client_urls;
+    size_t n_client_urls;
+    /* Called once, when this member's published attributes have been
+     * applied: the member is part of the cluster and may serve clients. */
+    void (*ready_cb)(void *arg);
+    void *ready_arg;
     bool bootstrap; /* first start of a new cluster */
     unsigned heartbeat_ms;
     unsigned election_ms;
@@ -120,6 +128,9 @@ int node_propose(struct node *n, struct node_proposal *p,
 /* Queue a linearizable read; see the top of this file. Errors:
  * IK_ESTOPPED while closing. */
 int node_read(struct node *n, struct node_read *r, node_read_cb cb);
+
+/* True once this member's attributes are published (see ready_cb). */
+bool node_ready(const struct node *n);
 
 /* The kv context (store + lease hook) serving reads. */
 struct kv *node_kv(struct node *n);
