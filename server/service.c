@@ -222,6 +222,19 @@ static void txn_start(struct op *op)
 
 /* --- Maintenance and Cluster --------------------------------------------- */
 
+/* Send a response built on the stack and release the op. */
+static void reply_static(struct op *op, const ProtobufCMessage *resp)
+{
+    if (op->call != NULL) {
+        if (grpc_call_send_proto(op->call, resp) != 0) {
+            grpc_call_finish_error(op->call, IK_ENOMEM);
+        } else {
+            grpc_call_finish(op->call, GRPC_OK, NULL);
+        }
+    }
+    op_free(op);
+}
+
 static void status_start(struct op *op)
 {
     struct node *node = op->svc->node;
@@ -244,13 +257,7 @@ static void status_start(struct op *op)
             resp.islearner = members[i].is_learner;
         }
     }
-    /* Stack-built response: send it, then free only the request. */
-    if (grpc_call_send_proto(op->call, &resp.base) != 0) {
-        grpc_call_finish_error(op->call, IK_ENOMEM);
-    } else {
-        grpc_call_finish(op->call, GRPC_OK, NULL);
-    }
-    op_free(op);
+    reply_static(op, &resp.base);
 }
 
 static void member_list_start(struct op *op)
@@ -282,34 +289,32 @@ static void member_list_start(struct op *op)
         ms[i].islearner = members[i].is_learner;
         mp[i] = &ms[i];
     }
+    /* etcd's cluster service header carries no revision. */
     node_fill_header(node, &h);
+    h.revision = 0;
     resp.header = &h;
     resp.n_members = n;
     resp.members = mp;
-    if (grpc_call_send_proto(op->call, &resp.base) != 0) {
-        grpc_call_finish_error(op->call, IK_ENOMEM);
-    } else {
-        grpc_call_finish(op->call, GRPC_OK, NULL);
-    }
+    reply_static(op, &resp.base);
     free(ms);
     free(mp);
-    op_free(op);
 }
 
-/* No alarms are raised yet: list none, deactivate nothing. */
+/* No alarms are raised yet: list none, deactivate nothing. Like etcd's,
+ * the response carries no header. */
 static void alarm_start(struct op *op)
 {
     Etcdserverpb__AlarmResponse resp = ETCDSERVERPB__ALARM_RESPONSE__INIT;
-    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    reply_static(op, &resp.base);
+}
 
-    node_fill_header(op->svc->node, &h);
-    resp.header = &h;
-    if (grpc_call_send_proto(op->call, &resp.base) != 0) {
-        grpc_call_finish_error(op->call, IK_ENOMEM);
-    } else {
-        grpc_call_finish(op->call, GRPC_OK, NULL);
-    }
-    op_free(op);
+/* The store lives in memory and frees what compaction drops at once, so
+ * there is nothing to defragment; answered as etcd does (no header). */
+static void defragment_start(struct op *op)
+{
+    Etcdserverpb__DefragmentResponse resp =
+        ETCDSERVERPB__DEFRAGMENT_RESPONSE__INIT;
+    reply_static(op, &resp.base);
 }
 
 /* --- dispatch ------------------------------------------------------------ */
@@ -332,6 +337,8 @@ static const struct {
      {&etcdserverpb__status_request__descriptor, status_start}},
     {"/etcdserverpb.Maintenance/Alarm",
      {&etcdserverpb__alarm_request__descriptor, alarm_start}},
+    {"/etcdserverpb.Maintenance/Defragment",
+     {&etcdserverpb__defragment_request__descriptor, defragment_start}},
     {"/etcdserverpb.Cluster/MemberList",
      {&etcdserverpb__member_list_request__descriptor, member_list_start}},
 };
