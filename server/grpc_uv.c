@@ -3,10 +3,12 @@
  */
 #include "server/grpc_uv.h"
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "server/errors.h"
 
@@ -300,6 +302,52 @@ static bool accept_one(struct grpc_uv_listener *l)
     conn_start_reading(conn);
     conn_flush(conn); /* server preface */
     return true;
+}
+
+int grpc_uv_server_adopt(struct grpc_uv_server *s, uv_tcp_t *tcp,
+                         const uint8_t *prefix, size_t len)
+{
+    struct grpc_uv_conn *conn;
+    uv_os_fd_t fd;
+    int dupfd;
+
+    uv_read_stop((uv_stream_t *)tcp);
+    if (s->closing || uv_fileno((uv_handle_t *)tcp, &fd) != 0) {
+        return IK_EIO;
+    }
+    conn = calloc(1, sizeof(*conn));
+    if (conn == NULL) {
+        return IK_ENOMEM;
+    }
+    dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dupfd < 0) {
+        free(conn);
+        return IK_EIO;
+    }
+    conn->s = s;
+    uv_tcp_init(s->loop, &conn->tcp);
+    conn->tcp.data = conn;
+    conn->next = s->conns;
+    if (s->conns != NULL) {
+        s->conns->prev = conn;
+    }
+    s->conns = conn;
+    if (uv_tcp_open(&conn->tcp, dupfd) != 0) {
+        close(dupfd);
+        conn_close(conn);
+        return IK_EIO;
+    }
+    if (grpc_conn_new(&s->cfg, conn, &conn->gc) != 0) {
+        conn_close(conn);
+        return IK_ENOMEM;
+    }
+    uv_tcp_nodelay(&conn->tcp, 1);
+    if (len > 0 && grpc_conn_recv(conn->gc, prefix, len) != 0) {
+        conn->close_after_flush = true; /* flush the GOAWAY, then close */
+    }
+    conn_start_reading(conn);
+    conn_flush(conn);
+    return 0;
 }
 
 static void on_connection(uv_stream_t *server, int status)

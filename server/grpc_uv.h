@@ -70,6 +70,23 @@ int grpc_uv_server_init(struct grpc_uv_server *s, uv_loop_t *loop,
 int grpc_uv_server_listen(struct grpc_uv_server *s, const char *host,
                           uint16_t port, char *errmsg);
 
+/*
+ * Take over a connection accepted elsewhere (e.g. on the shared peer port,
+ * see peer_uv.h) whose first @len bytes (@prefix, may be NULL when @len is
+ * 0) were already read from it: they are fed to the gRPC core first, then
+ * the connection is served like an accepted one.
+ *
+ * The server takes a duplicate of @tcp's socket; @tcp itself stays the
+ * caller's, who must uv_close() it after this call whatever it returns
+ * (closing it does not close the adopted connection). Reading on @tcp is
+ * stopped here. Returns 0; IK_ENOMEM; or IK_EIO when the socket cannot be
+ * duplicated or the server is closing. On error nothing was adopted (the
+ * connection ends when the caller closes @tcp). Handlers may run inside
+ * this call (when @prefix already holds complete requests).
+ */
+int grpc_uv_server_adopt(struct grpc_uv_server *s, uv_tcp_t *tcp,
+                         const uint8_t *prefix, size_t len);
+
 /* The port the last successful grpc_uv_server_listen() bound. */
 uint16_t grpc_uv_server_port(const struct grpc_uv_server *s);
 

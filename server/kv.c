@@ -8,6 +8,8 @@
  */
 #include "server/kv.h"
 
+#include <zlib.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -1458,5 +1460,65 @@ int kv_compact(struct kv *kv, const Etcdserverpb__CompactionRequest *req,
         return IK_ENOMEM;
     }
     *out = resp;
+    return 0;
+}
+
+/* --- hash ---------------------------------------------------------------- */
+
+struct hash_state {
+    int64_t rev;
+    uLong crc;
+};
+
+static void hash_i64(struct hash_state *h, int64_t v)
+{
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++) {
+        b[i] = (uint8_t)((uint64_t)v >> (8 * i));
+    }
+    h->crc = crc32(h->crc, b, sizeof b);
+}
+
+static int hash_one(void *arg, const struct mvcc_kv *kv)
+{
+    struct hash_state *h = arg;
+
+    if (kv->mod_revision > h->rev) {
+        return 0;
+    }
+    hash_i64(h, (int64_t)kv->key_len);
+    h->crc = crc32(h->crc, kv->key, (uInt)kv->key_len);
+    hash_i64(h, kv->mod_revision);
+    hash_i64(h, kv->sub);
+    hash_i64(h, kv->create_revision);
+    hash_i64(h, kv->version);
+    hash_i64(h, kv->lease);
+    hash_i64(h, (int64_t)kv->value_len);
+    if (kv->value_len > 0) {
+        h->crc = crc32(h->crc, kv->value, (uInt)kv->value_len);
+    }
+    return 0;
+}
+
+int kv_hash(struct kv *kv, int64_t rev, uint32_t *hash, int64_t *compact_rev)
+{
+    struct hash_state h;
+    int64_t cur = mvcc_rev(kv->store);
+    int64_t compacted = mvcc_compact_rev(kv->store);
+
+    if (rev <= 0) {
+        rev = cur;
+    }
+    if (rev > cur) {
+        return IK_EFUTUREREV;
+    }
+    if (rev < compacted) {
+        return IK_ECOMPACTED;
+    }
+    h.rev = rev;
+    h.crc = crc32(0L, Z_NULL, 0);
+    mvcc_walk(kv->store, hash_one, &h);
+    *hash = (uint32_t)h.crc;
+    *compact_rev = compacted;
     return 0;
 }

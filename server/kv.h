@@ -96,4 +96,15 @@ int kv_txn(struct kv *kv, const Etcdserverpb__TxnRequest *req,
 int kv_compact(struct kv *kv, const Etcdserverpb__CompactionRequest *req,
                Etcdserverpb__CompactionResponse **resp);
 
+/*
+ * Hash of the key-value history up to @rev (0 = current), as HashKV
+ * reports it: CRC-32 over every retained version with mod_revision <= @rev
+ * (tombstones included), in key order then revision order, covering key,
+ * value, create/mod revision, sub revision, version and lease. Equal on
+ * every member at the same revision: ikada's corruption check. Sets *hash
+ * and *compact_rev (the store's compacted revision). Returns 0,
+ * IK_ECOMPACTED (@rev below the compacted revision) or IK_EFUTUREREV.
+ */
+int kv_hash(struct kv *kv, int64_t rev, uint32_t *hash, int64_t *compact_rev);
+
 #endif /* IKADA_KV_H */

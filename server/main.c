@@ -60,9 +60,8 @@ static int meta_from_config(const struct config *cfg, struct meta *m,
         const struct config_member *cm = &cfg->initial_cluster[i];
         struct meta_member *mm = &m->members[i];
         m->n_members = i + 1;
-        rv = ids_member_id((const char *const *)cm->peer_urls,
-                           cm->n_peer_urls, cfg->initial_cluster_token, 0,
-                           &mm->id);
+        rv = ids_member_id((const char *const *)cm->peer_urls, cm->n_peer_urls,
+                           cfg->initial_cluster_token, 0, &mm->id);
         if (rv != 0) {
             free(ids);
             ik_errmsg_printf(errmsg, "member id for %s: %s", cm->name,
@@ -195,8 +194,9 @@ static int start_grpc(struct server *s, char *errmsg)
     for (size_t i = 0; i < s->cfg.n_listen_client_urls; i++) {
         const struct config_url *u = &s->cfg.listen_client_urls[i];
         if (strcmp(u->scheme, "http") != 0) {
-            ik_errmsg_printf(errmsg, "%s: TLS client URLs are not supported "
-                                     "yet",
+            ik_errmsg_printf(errmsg,
+                             "%s: TLS client URLs are not supported "
+                             "yet",
                              u->raw);
             return IK_EINVAL;
         }
@@ -269,8 +269,7 @@ static int start_node(struct server *s, bool bootstrap, char *errmsg)
     }
     url_hostport(&self_url, raft_address, sizeof raft_address);
     config_url_free(&self_url);
-    url_hostport(&cfg->listen_peer_urls[0], bind_address,
-                 sizeof bind_address);
+    url_hostport(&cfg->listen_peer_urls[0], bind_address, sizeof bind_address);
 
     memset(&opts, 0, sizeof opts);
     opts.raft_dir = raft_dir;

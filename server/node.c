@@ -264,8 +264,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     ir = entry_decode(buf);
     if (ir == NULL) {
         /* Every member sees the same bytes, so every member skips it. */
-        log_error("raft entry of %zu bytes does not decode; skipped",
-                  buf->len);
+        log_error("raft entry of %zu bytes does not decode; skipped", buf->len);
         return 0;
     }
     rv = execute(n, ir, &resp);
@@ -330,8 +329,8 @@ out:
     return rv;
 }
 
-static int members_decode(const void *buf, size_t len,
-                          struct node_member **out, size_t *n_out)
+static int members_decode(const void *buf, size_t len, struct node_member **out,
+                          size_t *n_out)
 {
     Ikadapb__Members *msg = ikadapb__members__unpack(NULL, len, buf);
     struct node_member *view;
@@ -365,19 +364,12 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 {
     struct node *n = fsm->data;
     struct raft_buffer *b = raft_malloc(sizeof *b);
-    struct snapshot_section members = {.type = SNAPSHOT_SECTION_MEMBERS};
-    void *data = NULL;
     int rv;
 
     if (b == NULL) {
         return RAFT_NOMEM;
     }
-    rv = members_encode(n, &data, &members.len);
-    if (rv == 0) {
-        members.data = data;
-        rv = snapshot_encode(&n->store, &members, 1, &b->base, &b->len);
-    }
-    free(data);
+    rv = node_snapshot(n, &b->base, &b->len);
     if (rv != 0) {
         raft_free(b);
         return rv == IK_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
@@ -402,9 +394,8 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     mvcc_init(&store);
     rv = snapshot_decode(buf->base, buf->len, &store);
     if (rv == 0) {
-        rv = snapshot_section_get(buf->base, buf->len,
-                                  SNAPSHOT_SECTION_MEMBERS, &section,
-                                  &section_len);
+        rv = snapshot_section_get(buf->base, buf->len, SNAPSHOT_SECTION_MEMBERS,
+                                  &section, &section_len);
     }
     if (rv == 0) {
         rv = members_decode(section, section_len, &members, &n_members);
@@ -618,6 +609,65 @@ bool node_ready(const struct node *n)
     return n->ready;
 }
 
+/* --- maintenance --------------------------------------------------------- */
+
+int node_snapshot(struct node *n, void **out, size_t *len)
+{
+    struct snapshot_section members = {.type = SNAPSHOT_SECTION_MEMBERS};
+    void *data = NULL;
+    int rv;
+
+    rv = members_encode(n, &data, &members.len);
+    if (rv == 0) {
+        members.data = data;
+        rv = snapshot_encode(&n->store, &members, 1, out, len);
+    }
+    free(data);
+    return rv;
+}
+
+bool node_is_voter(struct node *n, uint64_t id)
+{
+    const struct raft_configuration *c = &n->raft.configuration;
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->servers[i].id == id) {
+            return c->servers[i].role == RAFT_VOTER;
+        }
+    }
+    return false;
+}
+
+static void transfer_cb(struct raft_transfer *req)
+{
+    struct node_transfer *t = req->data;
+    t->cb(t, node_leader(t->node) == t->target ? 0 : IK_ETIMEOUT);
+}
+
+int node_transfer(struct node *n, struct node_transfer *t, uint64_t target,
+                  node_transfer_cb cb)
+{
+    int rv;
+
+    if (n->closing) {
+        return IK_ESTOPPED;
+    }
+    if (raft_state(&n->raft) != RAFT_LEADER) {
+        return IK_ENOTLEADER;
+    }
+    if (target == n->member_id || !node_is_voter(n, target)) {
+        return IK_EBADLEADERTRANSFEREE;
+    }
+    t->cb = cb;
+    t->target = target;
+    t->node = n;
+    t->req.data = t;
+    rv = raft_transfer(&n->raft, &t->req, target, transfer_cb);
+    if (rv != 0) {
+        return rv == RAFT_BADID ? IK_EBADLEADERTRANSFEREE : raft_to_ik(rv);
+    }
+    return 0;
+}
+
 /* --- accessors ----------------------------------------------------------- */
 
 struct kv *node_kv(struct node *n)
@@ -713,10 +763,8 @@ static int members_copy(struct node_member **out, size_t *n_out,
         m->peer_urls = strv_dup(src[i].peer_urls, src[i].n_peer_urls);
         m->n_peer_urls = m->peer_urls != NULL ? src[i].n_peer_urls : 0;
         m->client_urls = strv_dup(src[i].client_urls, src[i].n_client_urls);
-        m->n_client_urls =
-            m->client_urls != NULL ? src[i].n_client_urls : 0;
-        if (m->name == NULL || m->peer_urls == NULL ||
-            m->client_urls == NULL) {
+        m->n_client_urls = m->client_urls != NULL ? src[i].n_client_urls : 0;
+        if (m->name == NULL || m->peer_urls == NULL || m->client_urls == NULL) {
             members_free(ms, i + 1);
             return IK_ENOMEM;
         }
@@ -780,8 +828,7 @@ static int bootstrap(struct node *n, char *errmsg)
         return 0; /* state already there: a restart */
     }
     if (rv != 0) {
-        ik_errmsg_printf(errmsg, "raft bootstrap: %s",
-                         raft_errmsg(&n->raft));
+        ik_errmsg_printf(errmsg, "raft bootstrap: %s", raft_errmsg(&n->raft));
         return IK_EIO;
     }
     return 0;
@@ -816,10 +863,10 @@ int node_init(struct node **out, uv_loop_t *loop,
     /* Ids must not repeat across restarts while old entries may still be
      * in flight: seed the sequence from the clock. */
     gettimeofday(&tv, NULL);
-    n->next_id = ((opts->member_id & 0xffff) << 48) |
-                 ((((uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000)
-                   << 8) &
-                  0xffffffffffffULL);
+    n->next_id =
+        ((opts->member_id & 0xffff) << 48) |
+        ((((uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000) << 8) &
+         0xffffffffffffULL);
 
     rv = members_copy(&n->members, &n->n_members, opts->members,
                       opts->n_members);

@@ -152,6 +152,35 @@ uint64_t node_applied_index(struct node *n);
 /* Approximate size of the state in bytes (Status.dbSize). */
 uint64_t node_db_size(const struct node *n);
 
+/* The cluster-wide state (store + members) as one snapshot buffer, the
+ * same bytes raft snapshots hold (format: snapshot/snapshot.c). *out is
+ * malloc()ed, the caller frees it. Returns 0 or IK_ENOMEM. */
+int node_snapshot(struct node *n, void **out, size_t *len);
+
+/* Is @id a voting member of the raft configuration? */
+bool node_is_voter(struct node *n, uint64_t id);
+
+struct node_transfer;
+typedef void (*node_transfer_cb)(struct node_transfer *t, int status);
+struct node_transfer {
+    void *data; /* caller's */
+    /* private */
+    node_transfer_cb cb;
+    uint64_t target;
+    struct node *node;
+    struct raft_transfer req;
+};
+
+/*
+ * Hand leadership to member @target (etcd's MoveLeader). This member must
+ * be the leader (IK_ENOTLEADER) and @target a voting member other than
+ * itself (IK_EBADLEADERTRANSFEREE). @cb fires once raft is done trying:
+ * status 0 if @target leads then, IK_ETIMEOUT otherwise. Not called when an
+ * error is returned.
+ */
+int node_transfer(struct node *n, struct node_transfer *t, uint64_t target,
+                  node_transfer_cb cb);
+
 /*
  * Stop raft and release everything. Outstanding proposals and reads
  * complete with an error before @cb fires. @cb runs on the loop once all

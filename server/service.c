@@ -1,5 +1,6 @@
 #include "server/service.h"
 
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,7 @@ struct op {
     union {
         struct node_proposal prop;
         struct node_read read;
+        struct node_transfer transfer;
     } u;
 };
 
@@ -300,6 +302,136 @@ static void member_list_start(struct op *op)
     free(mp);
 }
 
+/* etcd hashes on the member the client talks to, without raft. */
+static void hash_kv_start(struct op *op)
+{
+    Etcdserverpb__HashKVRequest *req = (Etcdserverpb__HashKVRequest *)op->req;
+    Etcdserverpb__HashKVResponse resp = ETCDSERVERPB__HASH_KVRESPONSE__INIT;
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    struct node *node = op->svc->node;
+    int rv;
+
+    rv = kv_hash(node_kv(node), req->revision, &resp.hash,
+                 &resp.compact_revision);
+    if (rv != 0) {
+        op_reply(op, rv, NULL);
+        return;
+    }
+    node_fill_header(node, &h);
+    resp.header = &h;
+    reply_static(op, &resp.base);
+}
+
+static void hash_start(struct op *op)
+{
+    Etcdserverpb__HashResponse resp = ETCDSERVERPB__HASH_RESPONSE__INIT;
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    struct node *node = op->svc->node;
+    int64_t compact_rev;
+    int rv;
+
+    rv = kv_hash(node_kv(node), 0, &resp.hash, &compact_rev);
+    if (rv != 0) {
+        op_reply(op, rv, NULL);
+        return;
+    }
+    node_fill_header(node, &h);
+    resp.header = &h;
+    reply_static(op, &resp.base);
+}
+
+static void transfer_done(struct node_transfer *t, int status)
+{
+    struct op *op = t->data;
+    Etcdserverpb__MoveLeaderResponse resp =
+        ETCDSERVERPB__MOVE_LEADER_RESPONSE__INIT;
+
+    if (status != 0) {
+        op_reply(op, status, NULL);
+        return;
+    }
+    reply_static(op, &resp.base);
+}
+
+static void move_leader_start(struct op *op)
+{
+    Etcdserverpb__MoveLeaderRequest *req =
+        (Etcdserverpb__MoveLeaderRequest *)op->req;
+    int rv;
+
+    op->u.transfer.data = op;
+    rv = node_transfer(op->svc->node, &op->u.transfer, req->targetid,
+                       transfer_done);
+    if (rv != 0) {
+        op_reply(op, rv, NULL);
+    }
+}
+
+/* etcd streams its database in chunks and ends with the SHA-256 of what it
+ * sent; etcdctl insists the data part is a multiple of 512 bytes. ikada
+ * streams its own snapshot format (which records its true length in its
+ * header), zero-padded to a multiple of 512 bytes, then the SHA-256 of the
+ * padded data. */
+#define SNAPSHOT_CHUNK (32 * 1024)
+#define SNAPSHOT_ALIGN 512
+
+static void snapshot_start(struct op *op)
+{
+    Etcdserverpb__SnapshotResponse resp = ETCDSERVERPB__SNAPSHOT_RESPONSE__INIT;
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    void *blob = NULL;
+    size_t len = 0, sent = 0;
+    int rv;
+
+    rv = node_snapshot(op->svc->node, &blob, &len);
+    if (rv != 0) {
+        op_reply(op, rv, NULL);
+        return;
+    }
+    if (len % SNAPSHOT_ALIGN != 0) {
+        size_t padded = len + SNAPSHOT_ALIGN - len % SNAPSHOT_ALIGN;
+        void *p = realloc(blob, padded);
+        if (p == NULL) {
+            free(blob);
+            op_reply(op, IK_ENOMEM, NULL);
+            return;
+        }
+        memset((uint8_t *)p + len, 0, padded - len);
+        blob = p;
+        len = padded;
+    }
+    if (EVP_Digest(blob, len, digest, &digest_len, EVP_sha256(), NULL) != 1) {
+        free(blob);
+        op_reply(op, IK_EIO, NULL);
+        return;
+    }
+    node_fill_header(op->svc->node, &h);
+    resp.header = &h;
+    while (rv == 0 && sent < len) {
+        size_t n = len - sent < SNAPSHOT_CHUNK ? len - sent : SNAPSHOT_CHUNK;
+        resp.blob.data = (uint8_t *)blob + sent;
+        resp.blob.len = n;
+        sent += n;
+        resp.remaining_bytes = len - sent;
+        rv = grpc_call_send_proto(op->call, &resp.base);
+    }
+    if (rv == 0) {
+        resp.blob.data = digest;
+        resp.blob.len = digest_len;
+        resp.remaining_bytes = 0;
+        rv = grpc_call_send_proto(op->call, &resp.base);
+    }
+    free(blob);
+    if (rv != 0) {
+        op_reply(op, rv, NULL);
+        return;
+    }
+    grpc_call_finish(op->call, GRPC_OK, NULL);
+    op_free(op);
+}
+
 /* No alarms are raised yet: list none, deactivate nothing. Like etcd's,
  * the response carries no header. */
 static void alarm_start(struct op *op)
@@ -322,25 +454,47 @@ static void defragment_start(struct op *op)
 static const struct {
     const char *path;
     struct method_impl impl;
+    enum grpc_method_kind kind;
 } unary_methods[] = {
     {"/etcdserverpb.KV/Range",
-     {&etcdserverpb__range_request__descriptor, range_start}},
+     {&etcdserverpb__range_request__descriptor, range_start},
+     GRPC_UNARY},
     {"/etcdserverpb.KV/Put",
-     {&etcdserverpb__put_request__descriptor, put_start}},
+     {&etcdserverpb__put_request__descriptor, put_start},
+     GRPC_UNARY},
     {"/etcdserverpb.KV/DeleteRange",
-     {&etcdserverpb__delete_range_request__descriptor, delete_range_start}},
+     {&etcdserverpb__delete_range_request__descriptor, delete_range_start},
+     GRPC_UNARY},
     {"/etcdserverpb.KV/Txn",
-     {&etcdserverpb__txn_request__descriptor, txn_start}},
+     {&etcdserverpb__txn_request__descriptor, txn_start},
+     GRPC_UNARY},
     {"/etcdserverpb.KV/Compact",
-     {&etcdserverpb__compaction_request__descriptor, compact_start}},
+     {&etcdserverpb__compaction_request__descriptor, compact_start},
+     GRPC_UNARY},
     {"/etcdserverpb.Maintenance/Status",
-     {&etcdserverpb__status_request__descriptor, status_start}},
+     {&etcdserverpb__status_request__descriptor, status_start},
+     GRPC_UNARY},
     {"/etcdserverpb.Maintenance/Alarm",
-     {&etcdserverpb__alarm_request__descriptor, alarm_start}},
+     {&etcdserverpb__alarm_request__descriptor, alarm_start},
+     GRPC_UNARY},
     {"/etcdserverpb.Maintenance/Defragment",
-     {&etcdserverpb__defragment_request__descriptor, defragment_start}},
+     {&etcdserverpb__defragment_request__descriptor, defragment_start},
+     GRPC_UNARY},
+    {"/etcdserverpb.Maintenance/Hash",
+     {&etcdserverpb__hash_request__descriptor, hash_start},
+     GRPC_UNARY},
+    {"/etcdserverpb.Maintenance/HashKV",
+     {&etcdserverpb__hash_kvrequest__descriptor, hash_kv_start},
+     GRPC_UNARY},
+    {"/etcdserverpb.Maintenance/MoveLeader",
+     {&etcdserverpb__move_leader_request__descriptor, move_leader_start},
+     GRPC_UNARY},
+    {"/etcdserverpb.Maintenance/Snapshot",
+     {&etcdserverpb__snapshot_request__descriptor, snapshot_start},
+     GRPC_SERVER_STREAMING},
     {"/etcdserverpb.Cluster/MemberList",
-     {&etcdserverpb__member_list_request__descriptor, member_list_start}},
+     {&etcdserverpb__member_list_request__descriptor, member_list_start},
+     GRPC_UNARY},
 };
 
 #define N_UNARY (sizeof unary_methods / sizeof unary_methods[0])
@@ -394,7 +548,7 @@ int service_init(struct service **out, struct node *node,
     }
     for (size_t i = 0; i < N_UNARY; i++) {
         s->methods[i].path = unary_methods[i].path;
-        s->methods[i].kind = GRPC_UNARY;
+        s->methods[i].kind = unary_methods[i].kind;
         s->methods[i].on_message = unary_on_message;
         s->methods[i].on_cancel = unary_on_cancel;
         s->bindings[i].svc = s;
