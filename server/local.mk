@@ -13,6 +13,7 @@ libikada_a_SOURCES = \
 	server/ids.c server/ids.h \
 	server/meta.c server/meta.h \
 	server/node.c server/node.h \
+	server/peer_uv.c server/peer_uv.h \
 	server/service.c server/service.h \
 	snapshot/snapshot.c snapshot/snapshot.h
 nodist_libikada_a_SOURCES = $(PROTO_H)
