@@ -49,6 +49,30 @@ int ik_grpc_status(int rv, const char **message)
     return e->grpc;
 }
 
+int ik_error_from_grpc(int status, const char *message)
+{
+    if (status == GRPC_OK) {
+        return IK_OK;
+    }
+    for (int rv = IK__ERROR_BASE + 1; message != NULL && rv < IK__ERROR_END;
+         rv++) {
+        const struct ik_error_entry *e = lookup(rv);
+        if (e->grpc == status && strcmp(e->message, message) == 0) {
+            return rv;
+        }
+    }
+    switch (status) {
+    case GRPC_UNAVAILABLE:
+        return IK_EUNAVAILABLE;
+    case GRPC_DEADLINE_EXCEEDED:
+        return IK_EDEADLINE;
+    case GRPC_CANCELLED:
+        return IK_ECANCELED;
+    default:
+        return IK_EIO;
+    }
+}
+
 void ik_errmsg_printf(char *errmsg, const char *fmt, ...)
 {
     va_list ap;

@@ -20,4 +20,4 @@ nodist_libikada_a_SOURCES = $(PROTO_H)
 
 bin_PROGRAMS += ikada
 ikada_SOURCES = server/main.c
-ikada_LDADD = libikada.a libikadapb.a $(IKADA_LIBS)
+ikada_LDADD = libikada.a libikadaclient.a libikadapb.a $(IKADA_LIBS)

@@ -22,8 +22,11 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "client/grpc_client_uv.h"
+#include "server/grpc_uv.h"
 #include "server/log.h"
 #include "server/mvcc.h"
+#include "server/peer_uv.h"
 #include "snapshot/snapshot.h"
 
 #define ENTRY_VERSION 1
@@ -32,6 +35,21 @@
 
 /* Proposals waiting for their entry to be applied, by id. */
 #define PENDING_BUCKETS 1024
+
+/* How often requests that wait for a leader are retried. */
+#define RETRY_MS 20
+
+#define PEER_PROPOSE_PATH "/ikadapb.Peer/Propose"
+#define PEER_READ_INDEX_PATH "/ikadapb.Peer/ReadIndex"
+
+/* A gRPC client connection to another member's peer port. */
+struct peer_link {
+    uint64_t id;
+    char address[300];
+    struct grpc_client_uv client;
+    struct node *node;
+    struct peer_link *next;
+};
 
 struct node {
     uv_loop_t *loop;
@@ -56,6 +74,24 @@ struct node {
     struct node_read *served;
     bool barrier_inflight;
     struct raft_barrier barrier;
+
+    /* Routing on a follower: requests wait (bounded by leader_wait_ms) in
+     * `stalled` while no leader is known; reads ask the leader for a read
+     * index (one RPC serves every read queued behind it) and then wait in
+     * `applying` until this member has applied up to that index. */
+    uint64_t leader_wait_ms;
+    uint64_t forward_timeout_ms;
+    struct node_proposal *stalled;
+    struct node_read *ri_queue_head;
+    struct node_read *ri_queue_tail;
+    struct node_read *ri_batch;
+    bool ri_inflight;
+    struct node_read *applying;
+    uv_timer_t retry_timer;
+    uv_check_t apply_check;
+    struct peer_link *links;
+    struct grpc_uv_server peer_grpc;
+    struct grpc_method peer_methods[2];
 
     /* Replicated member table: starts as the initial cluster, changed only
      * by applied entries (publish), saved in snapshots. */
@@ -417,6 +453,43 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 
 /* --- proposals ----------------------------------------------------------- */
 
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
+
+/* The typed response of a request, for decoding a forwarded answer. */
+static const ProtobufCMessageDescriptor *
+response_descriptor(Ikadapb__InternalRequest__OpCase op)
+{
+    switch (op) {
+    case IKADAPB__INTERNAL_REQUEST__OP_PUT:
+        return &etcdserverpb__put_response__descriptor;
+    case IKADAPB__INTERNAL_REQUEST__OP_DELETE_RANGE:
+        return &etcdserverpb__delete_range_response__descriptor;
+    case IKADAPB__INTERNAL_REQUEST__OP_TXN:
+        return &etcdserverpb__txn_response__descriptor;
+    case IKADAPB__INTERNAL_REQUEST__OP_COMPACTION:
+        return &etcdserverpb__compaction_response__descriptor;
+    default:
+        return NULL;
+    }
+}
+
+/* Complete a proposal: release what routing held, then the callback. */
+static void proposal_finish(struct node_proposal *p, int rv,
+                            ProtobufCMessage *resp)
+{
+    free(p->entry);
+    p->entry = NULL;
+    p->entry_len = 0;
+    if (rv != 0 && resp != NULL) {
+        protobuf_c_message_free_unpacked(resp, NULL);
+        resp = NULL;
+    }
+    p->cb(p, rv, resp);
+}
+
 static void apply_cb(struct raft_apply *req, int status, void *result)
 {
     struct node_proposal *p = req->data;
@@ -429,49 +502,24 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
         /* Lost before it was applied here. */
         pending_take(n, p->id);
         rv = raft_to_ik(status);
-        if (resp != NULL) {
-            protobuf_c_message_free_unpacked(resp, NULL);
-        }
-        resp = NULL;
     }
     p->resp = NULL;
-    p->cb(p, rv, rv == 0 ? resp : NULL);
+    proposal_finish(p, rv, resp);
 }
 
-int node_propose(struct node *n, struct node_proposal *p,
-                 const Ikadapb__InternalRequest *req, node_proposal_cb cb)
+/* Propose on this member, which must be the leader. The proposal's entry
+ * is copied into a raft buffer. */
+static int propose_local(struct node *n, struct node_proposal *p)
 {
-    Ikadapb__InternalRequest ir = *req;
     struct raft_buffer buf;
-    uint8_t *hdr;
-    size_t len;
     int rv;
 
-    if (n->closing) {
-        return IK_ESTOPPED;
-    }
-    ir.id = n->next_id++;
-    len = ikadapb__internal_request__get_packed_size(&ir);
-    if (len > n->max_request_bytes) {
-        return IK_EREQUESTTOOLARGE;
-    }
-    buf.len = (ENTRY_HEADER_SIZE + len + 7) & ~(size_t)7;
-    buf.base = raft_calloc(1, buf.len);
+    buf.len = p->entry_len;
+    buf.base = raft_malloc(buf.len);
     if (buf.base == NULL) {
         return IK_ENOMEM;
     }
-    hdr = buf.base;
-    hdr[0] = ENTRY_VERSION;
-    hdr[1] = ENTRY_TYPE_INTERNAL_REQUEST;
-    hdr[4] = (uint8_t)len;
-    hdr[5] = (uint8_t)(len >> 8);
-    hdr[6] = (uint8_t)(len >> 16);
-    hdr[7] = (uint8_t)(len >> 24);
-    ikadapb__internal_request__pack(&ir, hdr + ENTRY_HEADER_SIZE);
-
-    p->cb = cb;
-    p->id = ir.id;
-    p->node = n;
+    memcpy(buf.base, p->entry, buf.len);
     p->status = IK_EIO; /* overwritten by fsm_apply */
     p->resp = NULL;
     p->req.data = p;
@@ -483,6 +531,170 @@ int node_propose(struct node *n, struct node_proposal *p,
         return raft_to_ik(rv);
     }
     return 0;
+}
+
+/* The leader as this member knows it: its id (0 when unknown) and its raft
+ * address. */
+static uint64_t leader_of(struct node *n, const char **address)
+{
+    raft_id id = 0;
+    *address = NULL;
+    raft_leader(&n->raft, &id, address);
+    if (id == 0 || *address == NULL) {
+        return 0;
+    }
+    return id;
+}
+
+static struct peer_link *link_get(struct node *n, uint64_t id,
+                                  const char *address);
+static void stall(struct node *n, struct node_proposal *p);
+static void forward_done(void *data, int status, const char *message,
+                         const uint8_t *resp, size_t len);
+
+/* Send the proposal to the leader over the peer port. */
+static int forward(struct node *n, struct node_proposal *p, uint64_t leader,
+                   const char *address)
+{
+    Ikadapb__ProposeRequest req = IKADAPB__PROPOSE_REQUEST__INIT;
+    struct peer_link *link = link_get(n, leader, address);
+    struct grpc_client_conn *conn;
+
+    if (link == NULL) {
+        return IK_ENOMEM;
+    }
+    conn = grpc_client_uv_conn(&link->client);
+    if (conn == NULL) {
+        return IK_EUNAVAILABLE;
+    }
+    req.id = p->id;
+    req.entry.data = p->entry;
+    req.entry.len = p->entry_len;
+    return grpc_client_unary(conn, PEER_PROPOSE_PATH, &req.base,
+                             n->forward_timeout_ms, NULL, 0, forward_done, p,
+                             NULL);
+}
+
+/* Route a proposal: raft on the leader, the leader's peer port from a
+ * follower, or the stall queue while no leader is known. Returns 0 when
+ * the proposal is on its way (its callback will fire). */
+static int route(struct node *n, struct node_proposal *p)
+{
+    const char *address;
+    uint64_t leader;
+
+    if (raft_state(&n->raft) == RAFT_LEADER) {
+        return propose_local(n, p);
+    }
+    leader = leader_of(n, &address);
+    if (leader != 0 && leader != n->member_id &&
+        forward(n, p, leader, address) == 0) {
+        return 0;
+    }
+    stall(n, p);
+    return 0;
+}
+
+/* A request is worth sending again only if it surely did not reach a
+ * leader: the peer said it is not the leader, or we could not connect. */
+static bool retryable(int status, const char *message, int rv)
+{
+    if (rv == IK_ENOTLEADER) {
+        return true;
+    }
+    return status == GRPC_UNAVAILABLE && message != NULL &&
+           strncmp(message, "connection error", 16) == 0;
+}
+
+static void forward_done(void *data, int status, const char *message,
+                         const uint8_t *resp, size_t len)
+{
+    struct node_proposal *p = data;
+    struct node *n = p->node;
+    Ikadapb__ProposeResponse *pr;
+    ProtobufCMessage *typed = NULL;
+    int rv;
+
+    if (status != GRPC_OK) {
+        rv = ik_error_from_grpc(status, message);
+        if (n->closing) {
+            proposal_finish(p, IK_ESTOPPED, NULL);
+        } else if (retryable(status, message, rv)) {
+            stall(n, p);
+        } else {
+            /* The leader may or may not have applied it. */
+            proposal_finish(p, rv == IK_EUNAVAILABLE ? IK_ETIMEOUT : rv, NULL);
+        }
+        return;
+    }
+    pr = ikadapb__propose_response__unpack(NULL, len, resp);
+    if (pr == NULL) {
+        proposal_finish(p, IK_EPROTO, NULL);
+        return;
+    }
+    rv = pr->error;
+    if (rv == 0 && p->resp_desc != NULL) {
+        typed = protobuf_c_message_unpack(p->resp_desc, NULL, pr->response.len,
+                                          pr->response.data);
+        if (typed == NULL) {
+            rv = IK_EPROTO;
+        } else {
+            /* Answered by this member: its ids, the leader's revision. */
+            Etcdserverpb__ResponseHeader *h = response_header(typed);
+            if (h != NULL) {
+                h->member_id = n->member_id;
+                h->cluster_id = n->cluster_id;
+            }
+        }
+    }
+    ikadapb__propose_response__free_unpacked(pr, NULL);
+    proposal_finish(p, rv, typed);
+}
+
+int node_propose(struct node *n, struct node_proposal *p,
+                 const Ikadapb__InternalRequest *req, node_proposal_cb cb)
+{
+    Ikadapb__InternalRequest ir = *req;
+    uint8_t *hdr;
+    size_t len;
+
+    if (n->closing) {
+        return IK_ESTOPPED;
+    }
+    ir.id = n->next_id++;
+    len = ikadapb__internal_request__get_packed_size(&ir);
+    if (len > n->max_request_bytes) {
+        return IK_EREQUESTTOOLARGE;
+    }
+    p->entry_len = (ENTRY_HEADER_SIZE + len + 7) & ~(size_t)7;
+    p->entry = calloc(1, p->entry_len);
+    if (p->entry == NULL) {
+        return IK_ENOMEM;
+    }
+    hdr = p->entry;
+    hdr[0] = ENTRY_VERSION;
+    hdr[1] = ENTRY_TYPE_INTERNAL_REQUEST;
+    hdr[4] = (uint8_t)len;
+    hdr[5] = (uint8_t)(len >> 8);
+    hdr[6] = (uint8_t)(len >> 16);
+    hdr[7] = (uint8_t)(len >> 24);
+    ikadapb__internal_request__pack(&ir, hdr + ENTRY_HEADER_SIZE);
+
+    p->cb = cb;
+    p->id = ir.id;
+    p->node = n;
+    p->resp_desc = response_descriptor(ir.op_case);
+    p->deadline = now_ms() + n->leader_wait_ms;
+    p->next_stalled = NULL;
+    if (raft_state(&n->raft) == RAFT_LEADER) {
+        int rv = propose_local(n, p);
+        if (rv != 0) {
+            free(p->entry);
+            p->entry = NULL;
+        }
+        return rv;
+    }
+    return route(n, p);
 }
 
 /* --- linearizable reads -------------------------------------------------- */
@@ -530,13 +742,9 @@ static void barrier_cb(struct raft_barrier *req, int status)
     }
 }
 
-int node_read(struct node *n, struct node_read *r, node_read_cb cb)
+/* Leader: queue behind the next barrier. */
+static void read_local(struct node *n, struct node_read *r)
 {
-    if (n->closing) {
-        return IK_ESTOPPED;
-    }
-    r->cb = cb;
-    r->next = NULL;
     if (n->queued_tail != NULL) {
         n->queued_tail->next = r;
     } else {
@@ -546,7 +754,432 @@ int node_read(struct node *n, struct node_read *r, node_read_cb cb)
     if (!n->barrier_inflight) {
         barrier_start(n);
     }
+}
+
+static void ri_start(struct node *n);
+
+/* Follower: queue for the next read-index round trip to the leader. */
+static void read_remote(struct node *n, struct node_read *r)
+{
+    if (n->ri_queue_tail != NULL) {
+        n->ri_queue_tail->next = r;
+    } else {
+        n->ri_queue_head = r;
+    }
+    n->ri_queue_tail = r;
+    if (!n->ri_inflight) {
+        ri_start(n);
+    }
+}
+
+/* Reads waiting to be applied up to their index: checked after every loop
+ * iteration, since applying happens as raft I/O completes. */
+static void apply_check_cb(uv_check_t *h)
+{
+    struct node *n = h->data;
+    uint64_t applied = raft_last_applied(&n->raft);
+    struct node_read *ready = NULL, **pp = &n->applying;
+
+    while (*pp != NULL) {
+        struct node_read *r = *pp;
+        if (r->index <= applied) {
+            *pp = r->next;
+            r->next = ready;
+            ready = r;
+        } else {
+            pp = &r->next;
+        }
+    }
+    if (n->applying == NULL) {
+        uv_check_stop(&n->apply_check);
+    }
+    reads_complete(ready, 0);
+}
+
+static void wait_applied(struct node *n, struct node_read *list, uint64_t index)
+{
+    while (list != NULL) {
+        struct node_read *r = list;
+        list = r->next;
+        r->index = index;
+        r->next = n->applying;
+        n->applying = r;
+    }
+    uv_check_start(&n->apply_check, apply_check_cb);
+    /* The index may already be applied: check without waiting for I/O. */
+    apply_check_cb(&n->apply_check);
+}
+
+static void retry_cb(uv_timer_t *t);
+
+static void retry_arm(struct node *n)
+{
+    if (!n->closing && !uv_is_active((uv_handle_t *)&n->retry_timer)) {
+        uv_timer_start(&n->retry_timer, retry_cb, RETRY_MS, 0);
+    }
+}
+
+static void ri_done(void *data, int status, const char *message,
+                    const uint8_t *resp, size_t len)
+{
+    struct node *n = data;
+    struct node_read *batch = n->ri_batch;
+    Ikadapb__ReadIndexResponse *rr;
+    int rv;
+
+    n->ri_batch = NULL;
+    n->ri_inflight = false;
+    if (status == GRPC_OK) {
+        rr = ikadapb__read_index_response__unpack(NULL, len, resp);
+        if (rr == NULL) {
+            reads_complete(batch, IK_EPROTO);
+        } else {
+            wait_applied(n, batch, rr->index);
+            ikadapb__read_index_response__free_unpacked(rr, NULL);
+        }
+    } else {
+        rv = ik_error_from_grpc(status, message);
+        if (!n->closing && retryable(status, message, rv)) {
+            /* Back to the front of the queue; the retry timer resends. */
+            struct node_read *last = batch;
+            while (last != NULL && last->next != NULL) {
+                last = last->next;
+            }
+            if (last != NULL) {
+                last->next = n->ri_queue_head;
+                n->ri_queue_head = batch;
+                if (n->ri_queue_tail == NULL) {
+                    n->ri_queue_tail = last;
+                }
+            }
+            retry_arm(n);
+            return;
+        }
+        reads_complete(batch, n->closing              ? IK_ESTOPPED
+                              : rv == IK_EUNAVAILABLE ? IK_ETIMEOUT
+                                                      : rv);
+    }
+    if (n->ri_queue_head != NULL && !n->closing) {
+        ri_start(n);
+    }
+}
+
+/* Ask the leader for a read index on behalf of every queued read. */
+static void ri_start(struct node *n)
+{
+    Ikadapb__ReadIndexRequest req = IKADAPB__READ_INDEX_REQUEST__INIT;
+    struct grpc_client_conn *conn = NULL;
+    struct peer_link *link;
+    const char *address;
+    uint64_t leader;
+
+    if (raft_state(&n->raft) == RAFT_LEADER) {
+        /* Became the leader meanwhile: use barriers. */
+        struct node_read *list = n->ri_queue_head;
+        n->ri_queue_head = n->ri_queue_tail = NULL;
+        while (list != NULL) {
+            struct node_read *r = list;
+            list = r->next;
+            r->next = NULL;
+            read_local(n, r);
+        }
+        return;
+    }
+    leader = leader_of(n, &address);
+    link = leader != 0 && leader != n->member_id ? link_get(n, leader, address)
+                                                 : NULL;
+    if (link != NULL) {
+        conn = grpc_client_uv_conn(&link->client);
+    }
+    if (conn == NULL || grpc_client_unary(conn, PEER_READ_INDEX_PATH, &req.base,
+                                          n->forward_timeout_ms, NULL, 0,
+                                          ri_done, n, NULL) != 0) {
+        retry_arm(n); /* no leader yet: the retry timer tries again */
+        return;
+    }
+    n->ri_batch = n->ri_queue_head;
+    n->ri_queue_head = n->ri_queue_tail = NULL;
+    n->ri_inflight = true;
+}
+
+int node_read(struct node *n, struct node_read *r, node_read_cb cb)
+{
+    if (n->closing) {
+        return IK_ESTOPPED;
+    }
+    r->cb = cb;
+    r->next = NULL;
+    r->index = 0;
+    r->deadline = now_ms() + n->leader_wait_ms;
+    if (raft_state(&n->raft) == RAFT_LEADER) {
+        read_local(n, r);
+    } else {
+        read_remote(n, r);
+    }
     return 0;
+}
+
+/* --- waiting for a leader ------------------------------------------------- */
+
+static void stall(struct node *n, struct node_proposal *p)
+{
+    p->next_stalled = n->stalled;
+    n->stalled = p;
+    retry_arm(n);
+}
+
+/* Retry what waits for a leader; fail what waited too long with etcd's
+ * "no leader". */
+static void retry_cb(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    struct node_proposal *list = n->stalled;
+    struct node_read **pp;
+    struct node_read *expired = NULL;
+    uint64_t now = now_ms();
+
+    n->stalled = NULL;
+    while (list != NULL) {
+        struct node_proposal *p = list;
+        list = p->next_stalled;
+        p->next_stalled = NULL;
+        if (now >= p->deadline) {
+            proposal_finish(p, IK_ENOLEADER, NULL);
+        } else if (route(n, p) != 0) {
+            proposal_finish(p, IK_ENOLEADER, NULL);
+        }
+    }
+    /* Queued reads not yet sent: expire, then try to send the rest. */
+    n->ri_queue_tail = NULL;
+    for (pp = &n->ri_queue_head; *pp != NULL;) {
+        struct node_read *r = *pp;
+        if (now >= r->deadline) {
+            *pp = r->next;
+            r->next = expired;
+            expired = r;
+        } else {
+            n->ri_queue_tail = r;
+            pp = &r->next;
+        }
+    }
+    reads_complete(expired, IK_ENOLEADER);
+    if (n->ri_queue_head != NULL && !n->ri_inflight) {
+        ri_start(n);
+    }
+}
+
+/* --- peer links ------------------------------------------------------------
+ */
+
+static struct peer_link *link_get(struct node *n, uint64_t id,
+                                  const char *address)
+{
+    struct grpc_client_config cfg = {0};
+    struct peer_link *l;
+    char host[256];
+    uint16_t port;
+
+    for (l = n->links; l != NULL; l = l->next) {
+        if (l->id == id && strcmp(l->address, address) == 0) {
+            return l;
+        }
+    }
+    if (peer_uv_parse_address(address, host, sizeof host, &port) != 0 ||
+        strlen(address) >= sizeof l->address) {
+        return NULL;
+    }
+    l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        return NULL;
+    }
+    l->id = id;
+    l->node = n;
+    strcpy(l->address, address);
+    cfg.authority = address;
+    cfg.now_ms = now_ms;
+    cfg.max_recv_msg_size = n->max_request_bytes * 2 + 1024 * 1024;
+    if (grpc_client_uv_init(&l->client, n->loop, host, port, &cfg) != 0) {
+        free(l);
+        return NULL;
+    }
+    l->client.data = l;
+    l->next = n->links;
+    n->links = l;
+    return l;
+}
+
+/* --- peer service (served on the peer port) ------------------------------- */
+
+/* A proposal forwarded to this member by a follower. */
+struct peer_op {
+    struct grpc_call *call; /* NULL once the follower went away */
+    struct node *node;
+    union {
+        struct node_proposal prop;
+        struct node_read read;
+    } u;
+};
+
+static void peer_propose_done(struct node_proposal *p, int status,
+                              ProtobufCMessage *resp)
+{
+    struct peer_op *op = p->data;
+    Ikadapb__ProposeResponse pr = IKADAPB__PROPOSE_RESPONSE__INIT;
+    uint8_t *packed = NULL;
+
+    if (op->call != NULL) {
+        if (status == IK_ENOLEADER || status == IK_ELEADERCHANGED) {
+            /* Tell the follower to look for the new leader. */
+            grpc_call_finish_error(op->call, IK_ENOTLEADER);
+        } else if (status == IK_ESTOPPED || status == IK_ENOMEM ||
+                   status == IK_EIO) {
+            grpc_call_finish_error(op->call, status);
+        } else {
+            pr.error = status;
+            if (resp != NULL) {
+                size_t len = protobuf_c_message_get_packed_size(resp);
+                packed = malloc(len > 0 ? len : 1);
+                if (packed == NULL) {
+                    pr.error = IK_ENOMEM;
+                } else {
+                    protobuf_c_message_pack(resp, packed);
+                    pr.response.data = packed;
+                    pr.response.len = len;
+                }
+            }
+            if (grpc_call_send_proto(op->call, &pr.base) != 0) {
+                grpc_call_finish_error(op->call, IK_ENOMEM);
+            } else {
+                grpc_call_finish(op->call, GRPC_OK, NULL);
+            }
+        }
+    }
+    free(packed);
+    if (resp != NULL) {
+        protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    free(op);
+}
+
+/* Does @entry look like an entry node_propose() framed? Only such entries
+ * may enter the log. */
+static bool entry_valid(const uint8_t *entry, size_t len, uint64_t max)
+{
+    uint32_t plen;
+    if (len < ENTRY_HEADER_SIZE || len % 8 != 0 || entry[0] != ENTRY_VERSION ||
+        entry[1] != ENTRY_TYPE_INTERNAL_REQUEST) {
+        return false;
+    }
+    plen = (uint32_t)entry[4] | (uint32_t)entry[5] << 8 |
+           (uint32_t)entry[6] << 16 | (uint32_t)entry[7] << 24;
+    return plen <= len - ENTRY_HEADER_SIZE && plen <= max;
+}
+
+static void peer_propose_on_message(struct grpc_call *call, const uint8_t *data,
+                                    size_t len)
+{
+    struct node *n = grpc_call_method(call)->data;
+    Ikadapb__ProposeRequest *req;
+    struct peer_op *op;
+    int rv;
+
+    req = ikadapb__propose_request__unpack(NULL, len, data);
+    if (req == NULL) {
+        grpc_call_finish_error(call, IK_EMALFORMED);
+        return;
+    }
+    if (!entry_valid(req->entry.data, req->entry.len, n->max_request_bytes)) {
+        ikadapb__propose_request__free_unpacked(req, NULL);
+        grpc_call_finish_error(call, IK_EINVAL);
+        return;
+    }
+    if (n->closing || raft_state(&n->raft) != RAFT_LEADER) {
+        ikadapb__propose_request__free_unpacked(req, NULL);
+        grpc_call_finish_error(call, n->closing ? IK_ESTOPPED : IK_ENOTLEADER);
+        return;
+    }
+    op = calloc(1, sizeof *op);
+    if (op == NULL) {
+        ikadapb__propose_request__free_unpacked(req, NULL);
+        grpc_call_finish_error(call, IK_ENOMEM);
+        return;
+    }
+    op->call = call;
+    op->u.prop.data = op;
+    op->u.prop.cb = peer_propose_done;
+    op->u.prop.id = req->id;
+    op->u.prop.node = n;
+    op->u.prop.entry = req->entry.data; /* borrowed for the copy below */
+    op->u.prop.entry_len = req->entry.len;
+    rv = propose_local(n, &op->u.prop);
+    op->u.prop.entry = NULL;
+    op->u.prop.entry_len = 0;
+    ikadapb__propose_request__free_unpacked(req, NULL);
+    if (rv != 0) {
+        free(op);
+        grpc_call_finish_error(call, rv == IK_ENOLEADER ? IK_ENOTLEADER : rv);
+        return;
+    }
+    grpc_call_set_data(call, op);
+}
+
+static void peer_read_done(struct node_read *r, int status)
+{
+    struct peer_op *op = r->data;
+    Ikadapb__ReadIndexResponse rr = IKADAPB__READ_INDEX_RESPONSE__INIT;
+
+    if (op->call != NULL) {
+        if (status != 0) {
+            grpc_call_finish_error(op->call, status == IK_ELEADERCHANGED ||
+                                                     status == IK_ENOLEADER
+                                                 ? IK_ENOTLEADER
+                                                 : status);
+        } else {
+            /* The barrier is applied: everything committed before the
+             * request arrived is at or below this index. */
+            rr.index = raft_last_applied(&op->node->raft);
+            if (grpc_call_send_proto(op->call, &rr.base) != 0) {
+                grpc_call_finish_error(op->call, IK_ENOMEM);
+            } else {
+                grpc_call_finish(op->call, GRPC_OK, NULL);
+            }
+        }
+    }
+    free(op);
+}
+
+static void peer_read_index_on_message(struct grpc_call *call,
+                                       const uint8_t *data, size_t len)
+{
+    struct node *n = grpc_call_method(call)->data;
+    struct peer_op *op;
+
+    (void)data;
+    (void)len;
+    if (n->closing || raft_state(&n->raft) != RAFT_LEADER) {
+        grpc_call_finish_error(call, n->closing ? IK_ESTOPPED : IK_ENOTLEADER);
+        return;
+    }
+    op = calloc(1, sizeof *op);
+    if (op == NULL) {
+        grpc_call_finish_error(call, IK_ENOMEM);
+        return;
+    }
+    op->call = call;
+    op->node = n;
+    op->u.read.data = op;
+    op->u.read.cb = peer_read_done;
+    op->u.read.next = NULL;
+    grpc_call_set_data(call, op);
+    read_local(n, &op->u.read);
+}
+
+static void peer_on_cancel(struct grpc_call *call)
+{
+    struct peer_op *op = grpc_call_get_data(call);
+    if (op != NULL) {
+        op->call = NULL;
+    }
 }
 
 /* --- publishing this member ---------------------------------------------- */
@@ -843,6 +1476,54 @@ static void node_free(struct node *n)
     free(n);
 }
 
+/* The peer port: raft traffic and the peer gRPC service share it. */
+static int start_peer(struct node *n, const struct node_options *opts,
+                      char *errmsg)
+{
+    struct grpc_server_config cfg = {0};
+    int rv;
+
+    n->peer_methods[0] = (struct grpc_method){
+        .path = PEER_PROPOSE_PATH,
+        .kind = GRPC_UNARY,
+        .on_message = peer_propose_on_message,
+        .on_cancel = peer_on_cancel,
+        .data = n,
+    };
+    n->peer_methods[1] = (struct grpc_method){
+        .path = PEER_READ_INDEX_PATH,
+        .kind = GRPC_UNARY,
+        .on_message = peer_read_index_on_message,
+        .on_cancel = peer_on_cancel,
+        .data = n,
+    };
+    cfg.methods = n->peer_methods;
+    cfg.n_methods = 2;
+    cfg.max_recv_msg_size = n->max_request_bytes * 2 + 1024 * 1024;
+    cfg.max_concurrent_streams = 1u << 20;
+    rv = grpc_uv_server_init(&n->peer_grpc, n->loop, &cfg);
+    if (rv != 0) {
+        ik_errmsg_printf(errmsg, "peer service: %s", ik_strerror(rv));
+        return rv;
+    }
+    rv = peer_uv_init(&n->transport, n->loop, &n->peer_grpc);
+    if (rv == 0 && opts->bind_address != NULL) {
+        rv = peer_uv_set_bind_address(&n->transport, opts->bind_address);
+        if (rv != 0) {
+            peer_uv_close(&n->transport);
+        }
+    }
+    if (rv != 0) {
+        ik_errmsg_printf(errmsg, "peer listen address %s: %s",
+                         opts->bind_address != NULL ? opts->bind_address : "",
+                         ik_strerror(rv));
+        grpc_uv_server_close(&n->peer_grpc, NULL);
+        uv_run(n->loop, UV_RUN_DEFAULT);
+        return rv;
+    }
+    return 0;
+}
+
 int node_init(struct node **out, uv_loop_t *loop,
               const struct node_options *opts, char *errmsg)
 {
@@ -893,29 +1574,23 @@ int node_init(struct node **out, uv_loop_t *loop,
     n->fsm.snapshot = fsm_snapshot;
     n->fsm.restore = fsm_restore;
 
-    rv = raft_uv_tcp_init(&n->transport, loop);
-    if (rv != 0) {
-        ik_errmsg_printf(errmsg, "raft transport: %s", raft_strerror(rv));
-        node_free(n);
-        return IK_EIO;
+    n->leader_wait_ms = 3 * (uint64_t)opts->election_ms;
+    if (n->leader_wait_ms < 1000) {
+        n->leader_wait_ms = 1000;
     }
-    if (opts->bind_address != NULL) {
-        rv = raft_uv_tcp_set_bind_address(&n->transport, opts->bind_address);
-        if (rv != 0) {
-            ik_errmsg_printf(errmsg, "peer listen address %s: %s",
-                             opts->bind_address, raft_strerror(rv));
-            raft_uv_tcp_close(&n->transport);
-            node_free(n);
-            return IK_EINVAL;
-        }
+    n->forward_timeout_ms = 5000 + 2 * (uint64_t)opts->election_ms;
+
+    rv = start_peer(n, opts, errmsg);
+    if (rv != 0) {
+        node_free(n);
+        return rv;
     }
     rv = raft_uv_init(&n->io, loop, opts->raft_dir, &n->transport);
     if (rv != 0) {
         ik_errmsg_printf(errmsg, "raft log in %s: %s", opts->raft_dir,
                          n->io.errmsg);
-        raft_uv_tcp_close(&n->transport);
-        node_free(n);
-        return IK_EIO;
+        rv = IK_EIO;
+        goto err_after_peer;
     }
     /* A corrupt log must stop the member with an error, not be moved
      * aside and silently forgotten. */
@@ -925,9 +1600,8 @@ int node_init(struct node **out, uv_loop_t *loop,
     if (rv != 0) {
         ik_errmsg_printf(errmsg, "raft: %s", raft_errmsg(&n->raft));
         raft_uv_close(&n->io);
-        raft_uv_tcp_close(&n->transport);
-        node_free(n);
-        return IK_EIO;
+        rv = IK_EIO;
+        goto err_after_peer;
     }
     n->raft.data = n;
     raft_set_heartbeat_timeout(&n->raft, opts->heartbeat_ms);
@@ -955,17 +1629,23 @@ int node_init(struct node **out, uv_loop_t *loop,
     }
     uv_timer_init(loop, &n->publish_timer);
     n->publish_timer.data = n;
+    uv_timer_init(loop, &n->retry_timer);
+    n->retry_timer.data = n;
+    uv_check_init(loop, &n->apply_check);
+    n->apply_check.data = n;
     uv_timer_start(&n->publish_timer, publish_try, 0, 0);
     *out = n;
     return 0;
 
 err_after_raft_init:
     /* raft_close() is asynchronous; the caller exits on this error, so run
-     * the loop until raft's handles are gone before freeing. */
+     * the loop until every handle is gone before freeing. */
     raft_close(&n->raft, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     raft_uv_close(&n->io);
-    raft_uv_tcp_close(&n->transport);
+err_after_peer:
+    peer_uv_close(&n->transport);
+    grpc_uv_server_close(&n->peer_grpc, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     node_free(n);
     return rv;
@@ -986,9 +1666,22 @@ static void close_step(struct node *n)
     }
 }
 
-static void on_timer_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
     close_step(h->data);
+}
+
+static void on_peer_grpc_closed(struct grpc_uv_server *g)
+{
+    close_step(g->data);
+}
+
+static void on_link_closed(struct grpc_client_uv *c)
+{
+    struct peer_link *l = c->data;
+    struct node *n = l->node;
+    free(l);
+    close_step(n);
 }
 
 static void on_raft_closed(struct raft *r)
@@ -996,21 +1689,46 @@ static void on_raft_closed(struct raft *r)
     struct node *n = r->data;
 
     raft_uv_close(&n->io);
-    raft_uv_tcp_close(&n->transport);
-    close_step(n);
+    peer_uv_close(&n->transport);
+    /* Raft's transport is gone, so no connection is adopted any more. */
+    n->peer_grpc.data = n;
+    grpc_uv_server_close(&n->peer_grpc, on_peer_grpc_closed);
 }
 
 void node_close(struct node *n, void (*cb)(void *arg), void *arg)
 {
-    struct node_read *queued = n->queued_head;
+    struct node_proposal *stalled = n->stalled;
+    struct node_read *reads[3] = {n->queued_head, n->ri_queue_head,
+                                  n->applying};
+    struct peer_link *l, *next;
 
     n->closing = true;
     n->close_cb = cb;
     n->close_arg = arg;
+    n->stalled = NULL;
     n->queued_head = n->queued_tail = NULL;
-    reads_complete(queued, IK_ESTOPPED);
-    n->pending_closes = 2;
-    uv_close((uv_handle_t *)&n->publish_timer, on_timer_closed);
+    n->ri_queue_head = n->ri_queue_tail = NULL;
+    n->applying = NULL;
+    while (stalled != NULL) {
+        struct node_proposal *p = stalled;
+        stalled = p->next_stalled;
+        proposal_finish(p, IK_ESTOPPED, NULL);
+    }
+    for (int i = 0; i < 3; i++) {
+        reads_complete(reads[i], IK_ESTOPPED);
+    }
+
+    /* Three timers, raft (then the peer gRPC server), and every link. */
+    n->pending_closes = 4;
+    uv_close((uv_handle_t *)&n->publish_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&n->retry_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&n->apply_check, on_handle_closed);
+    for (l = n->links; l != NULL; l = next) {
+        next = l->next;
+        n->pending_closes++;
+        grpc_client_uv_close(&l->client, on_link_closed);
+    }
+    n->links = NULL;
     /* raft fails outstanding proposals and the barrier (their callbacks
      * run) before closing its I/O. */
     raft_close(&n->raft, on_raft_closed);

@@ -91,6 +91,11 @@ struct node_proposal {
     uint64_t id;
     struct node *node;
     struct node_proposal *next_pending;
+    struct node_proposal *next_stalled;
+    uint8_t *entry; /* the framed entry, kept while it may be resent */
+    size_t entry_len;
+    const ProtobufCMessageDescriptor *resp_desc;
+    uint64_t deadline; /* give up waiting for a leader (ms, monotonic) */
     int status;
     ProtobufCMessage *resp;
     struct raft_apply req;
@@ -104,6 +109,8 @@ struct node_read {
     /* private */
     node_read_cb cb;
     struct node_read *next;
+    uint64_t deadline; /* give up waiting for a leader (ms, monotonic) */
+    uint64_t index;    /* serve once applied up to here (followers) */
 };
 
 /*
