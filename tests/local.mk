@@ -1,6 +1,6 @@
 # tests/: unit tests (cmocka, one binary per module) and black-box tests that
 # drive the real binaries with real clients.
-UNIT_LDADD = libikada.a libikadapb.a $(IKADA_LIBS) $(CMOCKA_LIBS)
+UNIT_LDADD = libikada.a libikadaclient.a libikadapb.a $(IKADA_LIBS) $(CMOCKA_LIBS)
 UNIT_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 
 if HAVE_CMOCKA
