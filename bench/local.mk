@@ -1,0 +1,1 @@
+# bench/: ikada-bench and measurement programs.
