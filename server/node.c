@@ -91,7 +91,7 @@ struct node {
     uv_check_t apply_check;
     struct peer_link *links;
     struct grpc_uv_server peer_grpc;
-    struct grpc_method peer_methods[2];
+    struct grpc_method *peer_methods;
 
     /* Replicated member table: starts as the initial cluster, changed only
      * by applied entries (publish), saved in snapshots. */
@@ -108,6 +108,15 @@ struct node {
     bool ready;
     void (*ready_cb)(void *arg);
     void *ready_arg;
+
+    /* Membership: the leader drives raft's configuration towards the
+     * member table, one raft change at a time. */
+    char *token; /* --initial-cluster-token, for new member ids */
+    uv_timer_t reconcile_timer;
+    struct raft_change change;
+    bool change_inflight;
+    bool removed;
+    void (*removed_cb)(void *arg);
 
     unsigned pending_closes;
     bool closing;
@@ -259,6 +268,104 @@ static int members_publish(struct node *n, const Ikadapb__MemberAttributes *a)
     return 0;
 }
 
+static int member_raft_address(const struct node_member *m, char *out,
+                               size_t size);
+static void reconcile_soon(struct node *n);
+
+static struct node_member *member_find(struct node *n, uint64_t id)
+{
+    for (size_t i = 0; i < n->n_members; i++) {
+        if (n->members[i].id == id) {
+            return &n->members[i];
+        }
+    }
+    return NULL;
+}
+
+/* Apply a change to the member table (validated before it was proposed;
+ * re-checked here so every member reaches the same table). The leader then
+ * makes raft's configuration follow the table. */
+static int members_change(struct node *n, const Ikadapb__MemberChange *c)
+{
+    struct node_member *m = member_find(n, c->id);
+    char **urls = NULL;
+
+    switch (c->kind) {
+    case IKADAPB__MEMBER_CHANGE__KIND__ADD: {
+        struct node_member *grown;
+        if (m != NULL) {
+            return IK_EMEMBEREXIST;
+        }
+        urls = strv_dup(c->peer_urls, c->n_peer_urls);
+        grown = realloc(n->members, (n->n_members + 1) * sizeof *grown);
+        if (urls == NULL || grown == NULL) {
+            strv_free(urls, urls != NULL ? c->n_peer_urls : 0);
+            if (grown != NULL) {
+                n->members = grown;
+            }
+            return IK_ENOMEM;
+        }
+        n->members = grown;
+        m = &n->members[n->n_members];
+        memset(m, 0, sizeof *m);
+        m->id = c->id;
+        m->name = strdup("");
+        m->client_urls = calloc(1, sizeof *m->client_urls);
+        if (m->name == NULL || m->client_urls == NULL) {
+            free(m->name);
+            free(m->client_urls);
+            strv_free(urls, c->n_peer_urls);
+            return IK_ENOMEM;
+        }
+        m->peer_urls = urls;
+        m->n_peer_urls = c->n_peer_urls;
+        m->is_learner = c->is_learner;
+        n->n_members++;
+        break;
+    }
+    case IKADAPB__MEMBER_CHANGE__KIND__REMOVE:
+        if (m == NULL) {
+            return IK_EMEMBERNOTFOUND;
+        }
+        free(m->name);
+        strv_free(m->peer_urls, m->n_peer_urls);
+        strv_free(m->client_urls, m->n_client_urls);
+        *m = n->members[n->n_members - 1];
+        n->n_members--;
+        if (c->id == n->member_id) {
+            log_error("this member has been permanently removed from the "
+                      "cluster; exiting");
+            n->removed = true;
+        }
+        break;
+    case IKADAPB__MEMBER_CHANGE__KIND__UPDATE:
+        if (m == NULL) {
+            return IK_EMEMBERNOTFOUND;
+        }
+        urls = strv_dup(c->peer_urls, c->n_peer_urls);
+        if (urls == NULL) {
+            return IK_ENOMEM;
+        }
+        strv_free(m->peer_urls, m->n_peer_urls);
+        m->peer_urls = urls;
+        m->n_peer_urls = c->n_peer_urls;
+        break;
+    case IKADAPB__MEMBER_CHANGE__KIND__PROMOTE:
+        if (m == NULL) {
+            return IK_EMEMBERNOTFOUND;
+        }
+        if (!m->is_learner) {
+            return IK_EMEMBERNOTLEARNER;
+        }
+        m->is_learner = false;
+        break;
+    default:
+        return IK_EINVAL;
+    }
+    reconcile_soon(n);
+    return 0;
+}
+
 /* Run one decoded request against the store. */
 static int execute(struct node *n, const Ikadapb__InternalRequest *ir,
                    ProtobufCMessage **resp)
@@ -276,6 +383,8 @@ static int execute(struct node *n, const Ikadapb__InternalRequest *ir,
                           (Etcdserverpb__CompactionResponse **)resp);
     case IKADAPB__INTERNAL_REQUEST__OP_PUBLISH:
         return members_publish(n, ir->publish);
+    case IKADAPB__INTERNAL_REQUEST__OP_MEMBER_CHANGE:
+        return members_change(n, ir->member_change);
     default:
         return IK_EINVAL;
     }
@@ -1174,12 +1283,351 @@ static void peer_read_index_on_message(struct grpc_call *call,
     read_local(n, &op->u.read);
 }
 
+static void peer_members_on_message(struct grpc_call *call, const uint8_t *data,
+                                    size_t len)
+{
+    struct node *n = grpc_call_method(call)->data;
+    Ikadapb__MembersResponse resp = IKADAPB__MEMBERS_RESPONSE__INIT;
+    Etcdserverpb__Member *ms = calloc(n->n_members + 1, sizeof *ms);
+    Etcdserverpb__Member **mp = calloc(n->n_members + 1, sizeof *mp);
+
+    (void)data;
+    (void)len;
+    if (ms == NULL || mp == NULL) {
+        free(ms);
+        free(mp);
+        grpc_call_finish_error(call, IK_ENOMEM);
+        return;
+    }
+    for (size_t i = 0; i < n->n_members; i++) {
+        const struct node_member *m = &n->members[i];
+        etcdserverpb__member__init(&ms[i]);
+        ms[i].id = m->id;
+        ms[i].name = m->name;
+        ms[i].n_peerurls = m->n_peer_urls;
+        ms[i].peerurls = m->peer_urls;
+        ms[i].n_clienturls = m->n_client_urls;
+        ms[i].clienturls = m->client_urls;
+        ms[i].islearner = m->is_learner;
+        mp[i] = &ms[i];
+    }
+    resp.cluster_id = n->cluster_id;
+    resp.n_members = n->n_members;
+    resp.members = mp;
+    if (grpc_call_send_proto(call, &resp.base) != 0) {
+        grpc_call_finish_error(call, IK_ENOMEM);
+    } else {
+        grpc_call_finish(call, GRPC_OK, NULL);
+    }
+    free(ms);
+    free(mp);
+}
+
 static void peer_on_cancel(struct grpc_call *call)
 {
     struct peer_op *op = grpc_call_get_data(call);
     if (op != NULL) {
         op->call = NULL;
     }
+}
+
+/* --- membership ---------------------------------------------------------- */
+
+#define RECONCILE_MS 200
+/* etcd promotes a learner only once it has 90% of the leader's log. */
+#define LEARNER_READY_PERCENT 90
+
+/* Index of @id in raft's configuration, or -1. */
+static int config_index(struct node *n, uint64_t id)
+{
+    const struct raft_configuration *c = &n->raft.configuration;
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->servers[i].id == id) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Leader only: has member @id replicated most of the log? */
+static bool caught_up(struct node *n, uint64_t id)
+{
+    int i = config_index(n, id);
+    uint64_t last = raft_last_index(&n->raft);
+
+    if (i < 0 || raft_state(&n->raft) != RAFT_LEADER ||
+        n->raft.leader_state.progress == NULL) {
+        return false;
+    }
+    return n->raft.leader_state.progress[i].match_index * 100 >=
+           last * LEARNER_READY_PERCENT;
+}
+
+static void change_cb(struct raft_change *req, int status)
+{
+    struct node *n = req->data;
+
+    n->change_inflight = false;
+    if (status != 0 && !n->closing) {
+        log_warn("raft configuration change failed: %s", raft_strerror(status));
+    }
+    if (!n->closing) {
+        reconcile_soon(n);
+    }
+}
+
+/* Leader: make raft's configuration follow the member table, one change at
+ * a time: add missing servers (as spares, then standbys that replicate
+ * without voting), promote caught-up non-learners to voters, remove
+ * servers no longer in the table. */
+static void reconcile(struct node *n)
+{
+    const struct raft_configuration *c = &n->raft.configuration;
+    char address[300];
+    int rv = 0;
+
+    if (n->closing || n->change_inflight ||
+        raft_state(&n->raft) != RAFT_LEADER) {
+        return;
+    }
+    n->change.data = n;
+    for (size_t k = 0; k < n->n_members; k++) {
+        const struct node_member *m = &n->members[k];
+        int i = config_index(n, m->id);
+        if (i < 0) {
+            if (member_raft_address(m, address, sizeof address) != 0) {
+                continue;
+            }
+            rv = raft_add(&n->raft, &n->change, m->id, address, change_cb);
+        } else if (c->servers[i].role == RAFT_SPARE) {
+            rv = raft_assign(&n->raft, &n->change, m->id, RAFT_STANDBY,
+                             change_cb);
+        } else if (c->servers[i].role == RAFT_STANDBY && !m->is_learner &&
+                   caught_up(n, m->id)) {
+            rv =
+                raft_assign(&n->raft, &n->change, m->id, RAFT_VOTER, change_cb);
+        } else {
+            continue;
+        }
+        if (rv == 0) {
+            n->change_inflight = true;
+        } else {
+            log_warn("raft configuration change for %016llx: %s",
+                     (unsigned long long)m->id, raft_strerror(rv));
+        }
+        return;
+    }
+    for (unsigned i = 0; i < c->n; i++) {
+        if (member_find(n, c->servers[i].id) == NULL) {
+            rv = raft_remove(&n->raft, &n->change, c->servers[i].id, change_cb);
+            if (rv == 0) {
+                n->change_inflight = true;
+            } else {
+                log_warn("raft remove %016llx: %s",
+                         (unsigned long long)c->servers[i].id,
+                         raft_strerror(rv));
+            }
+            return;
+        }
+    }
+}
+
+static void reconcile_timer_cb(uv_timer_t *t)
+{
+    struct node *n = t->data;
+
+    if (n->removed) {
+        n->removed = false;
+        if (n->removed_cb != NULL) {
+            n->removed_cb(n->ready_arg);
+        }
+        return;
+    }
+    reconcile(n);
+}
+
+static void reconcile_soon(struct node *n)
+{
+    if (!n->closing && uv_is_active((uv_handle_t *)&n->reconcile_timer)) {
+        uv_timer_start(&n->reconcile_timer, reconcile_timer_cb, 0,
+                       RECONCILE_MS);
+    }
+}
+
+static bool url_in_use(struct node *n, const char *url, uint64_t except)
+{
+    for (size_t i = 0; i < n->n_members; i++) {
+        if (n->members[i].id == except) {
+            continue;
+        }
+        for (size_t j = 0; j < n->members[i].n_peer_urls; j++) {
+            if (strcmp(n->members[i].peer_urls[j], url) == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* etcd's strict reconfiguration check: after the change, the members that
+ * have started must still form a quorum of the voters. */
+static bool enough_started(struct node *n, int delta_voters, uint64_t except)
+{
+    int voters = delta_voters, started = 0;
+    for (size_t i = 0; i < n->n_members; i++) {
+        const struct node_member *m = &n->members[i];
+        if (m->is_learner || m->id == except) {
+            continue;
+        }
+        voters++;
+        if (m->name != NULL && m->name[0] != '\0') {
+            started++;
+        }
+    }
+    return started >= voters / 2 + 1;
+}
+
+int node_member_change(struct node *n, struct node_proposal *p,
+                       const struct node_member_change *c, node_proposal_cb cb)
+{
+    Ikadapb__InternalRequest ir = IKADAPB__INTERNAL_REQUEST__INIT;
+    Ikadapb__MemberChange mc = IKADAPB__MEMBER_CHANGE__INIT;
+    const struct node_member *m;
+    size_t learners = 0;
+
+    if (n->closing) {
+        return IK_ESTOPPED;
+    }
+    if (raft_state(&n->raft) != RAFT_LEADER) {
+        return IK_ENOTLEADER;
+    }
+    m = member_find(n, c->id);
+    for (size_t i = 0; i < n->n_members; i++) {
+        learners += n->members[i].is_learner;
+    }
+    switch (c->kind) {
+    case NODE_MEMBER_ADD:
+        if (c->n_peer_urls == 0) {
+            return IK_EMEMBERBADURLS;
+        }
+        for (size_t i = 0; i < c->n_peer_urls; i++) {
+            if (url_in_use(n, c->peer_urls[i], 0)) {
+                return IK_EPEERURLEXIST;
+            }
+        }
+        if (m != NULL) {
+            return IK_EMEMBEREXIST;
+        }
+        if (c->is_learner && learners >= 1) {
+            return IK_ETOOMANYLEARNERS;
+        }
+        if (!c->is_learner && !enough_started(n, 1, 0)) {
+            return IK_EMEMBERNOTENOUGHSTARTED;
+        }
+        mc.kind = IKADAPB__MEMBER_CHANGE__KIND__ADD;
+        break;
+    case NODE_MEMBER_REMOVE:
+        if (m == NULL) {
+            return IK_EMEMBERNOTFOUND;
+        }
+        if (!m->is_learner && !enough_started(n, 0, c->id)) {
+            return IK_EMEMBERNOTENOUGHSTARTED;
+        }
+        mc.kind = IKADAPB__MEMBER_CHANGE__KIND__REMOVE;
+        break;
+    case NODE_MEMBER_UPDATE:
+        if (m == NULL) {
+            return IK_EMEMBERNOTFOUND;
+        }
+        for (size_t i = 0; i < c->n_peer_urls; i++) {
+            if (url_in_use(n, c->peer_urls[i], c->id)) {
+                return IK_EPEERURLEXIST;
+            }
+        }
+        mc.kind = IKADAPB__MEMBER_CHANGE__KIND__UPDATE;
+        break;
+    case NODE_MEMBER_PROMOTE:
+        if (m == NULL) {
+            return IK_EMEMBERNOTFOUND;
+        }
+        if (!m->is_learner) {
+            return IK_EMEMBERNOTLEARNER;
+        }
+        if (!caught_up(n, c->id)) {
+            return IK_ELEARNERNOTREADY;
+        }
+        mc.kind = IKADAPB__MEMBER_CHANGE__KIND__PROMOTE;
+        break;
+    default:
+        return IK_EINVAL;
+    }
+    mc.id = c->id;
+    mc.n_peer_urls = c->n_peer_urls;
+    mc.peer_urls = (char **)c->peer_urls;
+    mc.is_learner = c->is_learner;
+    ir.op_case = IKADAPB__INTERNAL_REQUEST__OP_MEMBER_CHANGE;
+    ir.member_change = &mc;
+    return node_propose(n, p, &ir, cb);
+}
+
+const char *node_token(const struct node *n)
+{
+    return n->token;
+}
+
+bool node_is_leader(struct node *n)
+{
+    return raft_state(&n->raft) == RAFT_LEADER;
+}
+
+/* --- proxying a client call to the leader -------------------------------- */
+
+struct forward_call {
+    node_forward_cb cb;
+    void *data;
+};
+
+static void forward_call_done(void *data, int status, const char *message,
+                              const uint8_t *resp, size_t len)
+{
+    struct forward_call *f = data;
+    f->cb(f->data, status, message, resp, len);
+    free(f);
+}
+
+int node_forward(struct node *n, const char *path, const uint8_t *req,
+                 size_t len, node_forward_cb cb, void *data)
+{
+    struct grpc_client_conn *conn;
+    struct forward_call *f;
+    struct peer_link *link;
+    const char *address;
+    uint64_t leader;
+    int rv;
+
+    if (n->closing) {
+        return IK_ESTOPPED;
+    }
+    leader = leader_of(n, &address);
+    if (leader == 0 || leader == n->member_id) {
+        return IK_ENOLEADER;
+    }
+    link = link_get(n, leader, address);
+    conn = link != NULL ? grpc_client_uv_conn(&link->client) : NULL;
+    f = malloc(sizeof *f);
+    if (conn == NULL || f == NULL) {
+        free(f);
+        return IK_ENOMEM;
+    }
+    f->cb = cb;
+    f->data = data;
+    rv = grpc_client_unary_bytes(conn, path, req, len, n->forward_timeout_ms,
+                                 NULL, 0, forward_call_done, f, NULL);
+    if (rv != 0) {
+        free(f);
+        return IK_EUNAVAILABLE;
+    }
+    return 0;
 }
 
 /* --- publishing this member ---------------------------------------------- */
@@ -1473,6 +1921,8 @@ static void node_free(struct node *n)
     members_free(n->members, n->n_members);
     strv_free(n->client_urls, n->n_client_urls);
     free(n->name);
+    free(n->token);
+    free(n->peer_methods);
     free(n);
 }
 
@@ -1481,8 +1931,14 @@ static int start_peer(struct node *n, const struct node_options *opts,
                       char *errmsg)
 {
     struct grpc_server_config cfg = {0};
+    size_t count = 3 + opts->n_peer_methods;
     int rv;
 
+    n->peer_methods = calloc(count, sizeof *n->peer_methods);
+    if (n->peer_methods == NULL) {
+        ik_errmsg_printf(errmsg, "out of memory");
+        return IK_ENOMEM;
+    }
     n->peer_methods[0] = (struct grpc_method){
         .path = PEER_PROPOSE_PATH,
         .kind = GRPC_UNARY,
@@ -1497,8 +1953,17 @@ static int start_peer(struct node *n, const struct node_options *opts,
         .on_cancel = peer_on_cancel,
         .data = n,
     };
+    n->peer_methods[2] = (struct grpc_method){
+        .path = "/ikadapb.Peer/Members",
+        .kind = GRPC_UNARY,
+        .on_message = peer_members_on_message,
+        .data = n,
+    };
+    for (size_t i = 0; i < opts->n_peer_methods; i++) {
+        n->peer_methods[3 + i] = opts->peer_methods[i];
+    }
     cfg.methods = n->peer_methods;
-    cfg.n_methods = 2;
+    cfg.n_methods = count;
     cfg.max_recv_msg_size = n->max_request_bytes * 2 + 1024 * 1024;
     cfg.max_concurrent_streams = 1u << 20;
     rv = grpc_uv_server_init(&n->peer_grpc, n->loop, &cfg);
@@ -1561,6 +2026,13 @@ int node_init(struct node **out, uv_loop_t *loop,
     }
     n->ready_cb = opts->ready_cb;
     n->ready_arg = opts->ready_arg;
+    n->removed_cb = opts->removed_cb;
+    if (rv == 0) {
+        n->token = strdup(opts->token != NULL ? opts->token : "");
+        if (n->token == NULL) {
+            rv = IK_ENOMEM;
+        }
+    }
     if (rv != 0) {
         ik_errmsg_printf(errmsg, "out of memory");
         node_free(n);
@@ -1623,7 +2095,12 @@ int node_init(struct node **out, uv_loop_t *loop,
     }
     rv = raft_start(&n->raft);
     if (rv != 0) {
-        ik_errmsg_printf(errmsg, "raft start: %s", raft_errmsg(&n->raft));
+        /* The cause is in whichever layer failed (e.g. the peer port is in
+         * use: the transport's message is etcd's "listen tcp ..."). */
+        const char *cause = n->transport.errmsg[0] != '\0' ? n->transport.errmsg
+                            : n->io.errmsg[0] != '\0'      ? n->io.errmsg
+                                                      : raft_errmsg(&n->raft);
+        ik_errmsg_printf(errmsg, "%s", cause);
         rv = IK_EIO;
         goto err_after_raft_init;
     }
@@ -1633,21 +2110,23 @@ int node_init(struct node **out, uv_loop_t *loop,
     n->retry_timer.data = n;
     uv_check_init(loop, &n->apply_check);
     n->apply_check.data = n;
+    uv_timer_init(loop, &n->reconcile_timer);
+    n->reconcile_timer.data = n;
+    uv_timer_start(&n->reconcile_timer, reconcile_timer_cb, RECONCILE_MS,
+                   RECONCILE_MS);
     uv_timer_start(&n->publish_timer, publish_try, 0, 0);
     *out = n;
     return 0;
 
 err_after_raft_init:
-    /* raft_close() is asynchronous; the caller exits on this error, so run
-     * the loop until every handle is gone before freeing. */
-    raft_close(&n->raft, NULL);
-    uv_run(loop, UV_RUN_DEFAULT);
-    raft_uv_close(&n->io);
+    /* raft and its libuv handles cannot be torn down synchronously once
+     * raft_init() succeeded; the caller exits on this error (see node.h). */
+    return rv;
+
 err_after_peer:
     peer_uv_close(&n->transport);
     grpc_uv_server_close(&n->peer_grpc, NULL);
-    uv_run(loop, UV_RUN_DEFAULT);
-    node_free(n);
+    uv_run(loop, UV_RUN_NOWAIT);
     return rv;
 }
 
@@ -1718,8 +2197,9 @@ void node_close(struct node *n, void (*cb)(void *arg), void *arg)
         reads_complete(reads[i], IK_ESTOPPED);
     }
 
-    /* Three timers, raft (then the peer gRPC server), and every link. */
-    n->pending_closes = 4;
+    /* Four timers, raft (then the peer gRPC server), and every link. */
+    n->pending_closes = 5;
+    uv_close((uv_handle_t *)&n->reconcile_timer, on_handle_closed);
     uv_close((uv_handle_t *)&n->publish_timer, on_handle_closed);
     uv_close((uv_handle_t *)&n->retry_timer, on_handle_closed);
     uv_close((uv_handle_t *)&n->apply_check, on_handle_closed);

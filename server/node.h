@@ -38,6 +38,7 @@
 #include "proto/internal.pb-c.h"
 #include "proto/rpc.pb-c.h"
 #include "server/errors.h"
+#include "server/grpc.h"
 #include "server/kv.h"
 
 struct node;
@@ -71,6 +72,14 @@ struct node_options {
      * applied: the member is part of the cluster and may serve clients. */
     void (*ready_cb)(void *arg);
     void *ready_arg;
+    /* Called (with ready_arg) when this member was removed from the
+     * cluster: it should stop. */
+    void (*removed_cb)(void *arg);
+    const char *token; /* --initial-cluster-token */
+    /* Extra methods served on the peer port (e.g. the Cluster service, so
+     * that followers can hand leader-only calls to the leader). */
+    const struct grpc_method *peer_methods;
+    size_t n_peer_methods;
     bool bootstrap; /* first start of a new cluster */
     unsigned heartbeat_ms;
     unsigned election_ms;
@@ -117,7 +126,8 @@ struct node_read {
  * Create the node and start raft: bootstraps the configuration on a new
  * cluster's first start, replays the snapshot and log into the store.
  * Returns 0 or an IK_E* code with the cause in @errmsg (IK_ERRMSG_SIZE).
- * On error nothing needs freeing.
+ * On error the process is expected to exit: raft's libuv handles may still
+ * be registered on @loop, so it must not be run again.
  */
 int node_init(struct node **out, uv_loop_t *loop,
               const struct node_options *opts, char *errmsg);
@@ -135,6 +145,52 @@ int node_propose(struct node *n, struct node_proposal *p,
 /* Queue a linearizable read; see the top of this file. Errors:
  * IK_ESTOPPED while closing. */
 int node_read(struct node *n, struct node_read *r, node_read_cb cb);
+
+enum node_member_change_kind {
+    NODE_MEMBER_ADD,
+    NODE_MEMBER_REMOVE,
+    NODE_MEMBER_UPDATE,
+    NODE_MEMBER_PROMOTE,
+};
+
+struct node_member_change {
+    enum node_member_change_kind kind;
+    uint64_t id;            /* for ADD: the new member's id (ids_member_id()) */
+    char *const *peer_urls; /* ADD, UPDATE */
+    size_t n_peer_urls;
+    bool is_learner; /* ADD */
+};
+
+/*
+ * Change the member table (etcd's MemberAdd/Remove/Update/Promote) with
+ * etcd's checks, on the leader only (IK_ENOTLEADER elsewhere: forward the
+ * client's call with node_forward()). Errors: IK_EMEMBERBADURLS,
+ * IK_EPEERURLEXIST, IK_EMEMBEREXIST, IK_ETOOMANYLEARNERS,
+ * IK_EMEMBERNOTENOUGHSTARTED, IK_EMEMBERNOTFOUND, IK_EMEMBERNOTLEARNER,
+ * IK_ELEARNERNOTREADY, or node_propose()'s. On success @cb fires once the
+ * change is applied (node_members() then shows it); the leader then makes
+ * raft's configuration follow: new members join as non-voting standbys and
+ * become voters once caught up (unless learners); removed members leave.
+ */
+int node_member_change(struct node *n, struct node_proposal *p,
+                       const struct node_member_change *c, node_proposal_cb cb);
+
+/* --initial-cluster-token (new member ids are derived from it). */
+const char *node_token(const struct node *n);
+
+bool node_is_leader(struct node *n);
+
+/*
+ * Send a unary gRPC call (@path, request bytes) to the leader's peer port
+ * and hand back its answer: @cb gets the gRPC status, message and response
+ * bytes (valid during the callback). Used to run leader-only client calls
+ * from any member. Returns 0 (@cb will fire) or IK_ENOLEADER, IK_ESTOPPED,
+ * IK_ENOMEM, IK_EUNAVAILABLE (@cb will not fire).
+ */
+typedef void (*node_forward_cb)(void *data, int status, const char *message,
+                                const uint8_t *resp, size_t len);
+int node_forward(struct node *n, const char *path, const uint8_t *req,
+                 size_t len, node_forward_cb cb, void *data);
 
 /* True once this member's attributes are published (see ready_cb). */
 bool node_ready(const struct node *n);
