@@ -12,6 +12,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "client/grpc_client_uv.h"
+#include "proto/internal.pb-c.h"
 #include "server/config.h"
 #include "server/errors.h"
 #include "server/grpc_uv.h"
@@ -97,6 +99,172 @@ static int meta_from_config(const struct config *cfg, struct meta *m,
     return rv;
 }
 
+/* --- joining an existing cluster ----------------------------------------- */
+
+#define JOIN_TIMEOUT_MS 5000
+
+struct join {
+    uv_loop_t loop;
+    struct grpc_client_uv client;
+    Ikadapb__MembersResponse *resp;
+    char message[IK_ERRMSG_SIZE];
+    bool done;
+};
+
+static uint64_t join_now_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
+
+static void join_done(void *data, int status, const char *message,
+                      const uint8_t *resp, size_t len)
+{
+    struct join *j = data;
+    j->done = true;
+    if (status == GRPC_OK) {
+        j->resp = ikadapb__members_response__unpack(NULL, len, resp);
+    } else {
+        snprintf(j->message, sizeof j->message, "%s",
+                 message != NULL ? message : "");
+    }
+}
+
+static void join_closed(struct grpc_client_uv *c)
+{
+    (void)c;
+}
+
+/* Ask one peer URL for the cluster's members. */
+static Ikadapb__MembersResponse *join_ask(const char *url, char *why)
+{
+    Ikadapb__MembersRequest req = IKADAPB__MEMBERS_REQUEST__INIT;
+    struct grpc_client_config cfg = {0};
+    struct config_url u;
+    struct join j;
+    struct grpc_client_conn *conn;
+
+    memset(&j, 0, sizeof j);
+    if (config_url_parse(url, &u, why) != 0) {
+        return NULL;
+    }
+    uv_loop_init(&j.loop);
+    cfg.now_ms = join_now_ms;
+    cfg.authority = u.host;
+    if (grpc_client_uv_init(&j.client, &j.loop, u.host, u.port, &cfg) != 0) {
+        config_url_free(&u);
+        uv_loop_close(&j.loop);
+        ik_errmsg_printf(why, "out of memory");
+        return NULL;
+    }
+    conn = grpc_client_uv_conn(&j.client);
+    if (conn != NULL &&
+        grpc_client_unary(conn, "/ikadapb.Peer/Members", &req.base,
+                          JOIN_TIMEOUT_MS, NULL, 0, join_done, &j, NULL) == 0) {
+        while (!j.done && uv_run(&j.loop, UV_RUN_ONCE) != 0) {
+        }
+    }
+    grpc_client_uv_close(&j.client, join_closed);
+    uv_run(&j.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&j.loop);
+    config_url_free(&u);
+    if (j.resp == NULL) {
+        ik_errmsg_printf(why, "%s: %s", url,
+                         j.message[0] != '\0' ? j.message : "no answer");
+    }
+    return j.resp;
+}
+
+static bool same_url_set(char **a, size_t na, char **b, size_t nb)
+{
+    if (na != nb) {
+        return false;
+    }
+    for (size_t i = 0; i < na; i++) {
+        bool found = false;
+        for (size_t k = 0; k < nb && !found; k++) {
+            found = strcmp(a[i], b[k]) == 0;
+        }
+        if (!found) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* --initial-cluster-state=existing on an empty data dir: learn this
+ * member's id and the cluster's from a running member (the member must
+ * have been added with `etcdctl member add` first, as with etcd). */
+static int join_cluster(const struct config *cfg, struct meta *m, char *errmsg)
+{
+    Ikadapb__MembersResponse *resp = NULL;
+    char why[IK_ERRMSG_SIZE] = "no other member in --initial-cluster";
+    int rv = IK_EINVAL;
+
+    for (size_t i = 0; i < cfg->n_initial_cluster && resp == NULL; i++) {
+        const struct config_member *cm = &cfg->initial_cluster[i];
+        if (strcmp(cm->name, cfg->name) == 0) {
+            continue;
+        }
+        for (size_t k = 0; k < cm->n_peer_urls && resp == NULL; k++) {
+            resp = join_ask(cm->peer_urls[k], why);
+        }
+    }
+    if (resp == NULL) {
+        ik_errmsg_printf(errmsg, "cannot fetch the cluster's members: %s", why);
+        return IK_EUNAVAILABLE;
+    }
+    memset(m, 0, sizeof *m);
+    m->cluster_id = resp->cluster_id;
+    m->members = calloc(resp->n_members + 1, sizeof *m->members);
+    m->name = strdup(cfg->name);
+    m->token = strdup(cfg->initial_cluster_token);
+    if (m->members == NULL || m->name == NULL || m->token == NULL) {
+        ik_errmsg_printf(errmsg, "out of memory");
+        rv = IK_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < resp->n_members; i++) {
+        Etcdserverpb__Member *rm = resp->members[i];
+        struct meta_member *mm = &m->members[i];
+        m->n_members = i + 1;
+        mm->id = rm->id;
+        mm->name = strdup(rm->name);
+        mm->peer_urls = calloc(rm->n_peerurls + 1, sizeof *mm->peer_urls);
+        if (mm->name == NULL || mm->peer_urls == NULL) {
+            ik_errmsg_printf(errmsg, "out of memory");
+            rv = IK_ENOMEM;
+            goto out;
+        }
+        for (size_t k = 0; k < rm->n_peerurls; k++) {
+            mm->peer_urls[k] = strdup(rm->peerurls[k]);
+            if (mm->peer_urls[k] == NULL) {
+                ik_errmsg_printf(errmsg, "out of memory");
+                rv = IK_ENOMEM;
+                goto out;
+            }
+            mm->n_peer_urls = k + 1;
+        }
+        if (same_url_set(rm->peerurls, rm->n_peerurls,
+                         cfg->initial_advertise_peer_urls,
+                         cfg->n_initial_advertise_peer_urls)) {
+            m->member_id = rm->id;
+        }
+    }
+    if (m->member_id == 0) {
+        ik_errmsg_printf(errmsg,
+                         "no member of cluster %016llx has this member's "
+                         "peer URLs (add it with 'etcdctl member add' "
+                         "first)",
+                         (unsigned long long)m->cluster_id);
+        rv = IK_EINVAL;
+        goto out;
+    }
+    rv = 0;
+out:
+    ikadapb__members_response__free_unpacked(resp, NULL);
+    return rv;
+}
+
 /* Open the data dir: lock it, then read its metadata or, on first start,
  * derive and write it. Sets *bootstrap when raft must be bootstrapped. */
 static int open_data_dir(struct server *s, bool *bootstrap, char *errmsg)
@@ -136,11 +304,12 @@ static int open_data_dir(struct server *s, bool *bootstrap, char *errmsg)
         return rv;
     }
     if (cfg->initial_cluster_state == CONFIG_CLUSTER_STATE_EXISTING) {
-        ik_errmsg_printf(errmsg,
-                         "joining an existing cluster "
-                         "(--initial-cluster-state=existing on an empty "
-                         "data dir) is not supported yet");
-        return IK_EINVAL;
+        rv = join_cluster(cfg, &s->meta, errmsg);
+        if (rv == 0) {
+            rv = meta_write(cfg->data_dir, &s->meta, errmsg);
+        }
+        *bootstrap = false;
+        return rv;
     }
     rv = meta_from_config(cfg, &s->meta, errmsg);
     if (rv != 0) {
@@ -173,17 +342,8 @@ static void fail(const char *what, const char *errmsg)
 
 static int start_grpc(struct server *s, char *errmsg)
 {
-    struct service_options opts = {
-        .max_txn_ops = s->cfg.max_txn_ops,
-        .max_request_bytes = s->cfg.max_request_bytes,
-    };
     int rv;
 
-    rv = service_init(&s->service, s->node, &opts);
-    if (rv != 0) {
-        ik_errmsg_printf(errmsg, "out of memory");
-        return rv;
-    }
     rv = grpc_uv_server_init(&s->grpc, &s->loop,
                              service_grpc_config(s->service));
     if (rv != 0) {
@@ -224,8 +384,20 @@ static void on_ready(void *arg)
     log_info("ready to serve client requests");
 }
 
+static void shutdown_server(struct server *s);
+
+/* This member was removed from the cluster: stop, as etcd does. */
+static void on_removed(void *arg)
+{
+    shutdown_server(arg);
+}
+
 static int start_node(struct server *s, bool bootstrap, char *errmsg)
 {
+    struct service_options sopts = {
+        .max_txn_ops = s->cfg.max_txn_ops,
+        .max_request_bytes = s->cfg.max_request_bytes,
+    };
     const struct config *cfg = &s->cfg;
     struct node_options opts;
     struct node_member *members;
@@ -239,6 +411,11 @@ static int start_node(struct server *s, bool bootstrap, char *errmsg)
     rv = meta_raft_dir(cfg->data_dir, raft_dir, sizeof raft_dir);
     if (rv != 0) {
         ik_errmsg_printf(errmsg, "data dir path too long");
+        return rv;
+    }
+    rv = service_init(&s->service, NULL, &sopts);
+    if (rv != 0) {
+        ik_errmsg_printf(errmsg, "out of memory");
         return rv;
     }
     members = calloc(s->meta.n_members, sizeof *members);
@@ -281,7 +458,10 @@ static int start_node(struct server *s, bool bootstrap, char *errmsg)
     opts.client_urls = cfg->advertise_client_urls;
     opts.n_client_urls = cfg->n_advertise_client_urls;
     opts.ready_cb = on_ready;
+    opts.removed_cb = on_removed;
     opts.ready_arg = s;
+    opts.token = s->meta.token;
+    opts.peer_methods = service_peer_methods(s->service, &opts.n_peer_methods);
     opts.members = members;
     opts.n_members = s->meta.n_members;
     opts.bootstrap = bootstrap;
@@ -291,6 +471,9 @@ static int start_node(struct server *s, bool bootstrap, char *errmsg)
     opts.max_request_bytes = cfg->max_request_bytes;
     rv = node_init(&s->node, &s->loop, &opts, errmsg);
     free(members);
+    if (rv == 0) {
+        service_set_node(s->service, s->node);
+    }
     return rv;
 }
 
@@ -313,11 +496,18 @@ static void grpc_closed(struct grpc_uv_server *g)
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct server *s = h->data;
+    if (!s->stopping) {
+        log_info("received %s, shutting down", strsignal(signum));
+    }
+    shutdown_server(s);
+}
+
+static void shutdown_server(struct server *s)
+{
     if (s->stopping) {
         return;
     }
     s->stopping = true;
-    log_info("received %s, shutting down", strsignal(signum));
     if (s->grpc_started) {
         s->grpc.data = s;
         grpc_uv_server_close(&s->grpc, grpc_closed);

@@ -116,6 +116,10 @@ struct node {
     struct raft_change change;
     bool change_inflight;
     bool removed;
+    bool was_in_config;
+    bool removal_check_inflight;
+    size_t removal_check_next;
+    uint64_t leaderless_since;
     void (*removed_cb)(void *arg);
 
     unsigned pending_closes;
@@ -282,9 +286,10 @@ static struct node_member *member_find(struct node *n, uint64_t id)
     return NULL;
 }
 
-/* Apply a change to the member table (validated before it was proposed;
- * re-checked here so every member reaches the same table). The leader then
- * makes raft's configuration follow the table. */
+/* Apply a change to the member table (validated by the leader before it
+ * was proposed). ADD and REMOVE are idempotent so that a member that
+ * joined with a copy of the table converges while replaying the log. The
+ * leader then makes raft's configuration follow the table. */
 static int members_change(struct node *n, const Ikadapb__MemberChange *c)
 {
     struct node_member *m = member_find(n, c->id);
@@ -294,7 +299,17 @@ static int members_change(struct node *n, const Ikadapb__MemberChange *c)
     case IKADAPB__MEMBER_CHANGE__KIND__ADD: {
         struct node_member *grown;
         if (m != NULL) {
-            return IK_EMEMBEREXIST;
+            /* Idempotent: a member that joined with a copy of the current
+             * table replays the entries that built it. */
+            urls = strv_dup(c->peer_urls, c->n_peer_urls);
+            if (urls == NULL) {
+                return IK_ENOMEM;
+            }
+            strv_free(m->peer_urls, m->n_peer_urls);
+            m->peer_urls = urls;
+            m->n_peer_urls = c->n_peer_urls;
+            m->is_learner = c->is_learner;
+            break;
         }
         urls = strv_dup(c->peer_urls, c->n_peer_urls);
         grown = realloc(n->members, (n->n_members + 1) * sizeof *grown);
@@ -325,7 +340,7 @@ static int members_change(struct node *n, const Ikadapb__MemberChange *c)
     }
     case IKADAPB__MEMBER_CHANGE__KIND__REMOVE:
         if (m == NULL) {
-            return IK_EMEMBERNOTFOUND;
+            break; /* idempotent, as ADD */
         }
         free(m->name);
         strv_free(m->peer_urls, m->n_peer_urls);
@@ -1432,10 +1447,90 @@ static void reconcile(struct node *n)
     }
 }
 
+/* Answer of another member to "am I still a member?". */
+static void removal_check_done(void *data, int status, const char *message,
+                               const uint8_t *resp, size_t len)
+{
+    struct node *n = data;
+    Ikadapb__MembersResponse *mr;
+    bool found = false;
+
+    (void)message;
+    n->removal_check_inflight = false;
+    if (status != GRPC_OK || n->closing) {
+        return;
+    }
+    mr = ikadapb__members_response__unpack(NULL, len, resp);
+    if (mr == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < mr->n_members; i++) {
+        found = found || mr->members[i]->id == n->member_id;
+    }
+    if (mr->cluster_id == n->cluster_id && !found && !n->removed) {
+        log_error("this member has been permanently removed from the "
+                  "cluster; exiting");
+        n->removed = true;
+    }
+    ikadapb__members_response__free_unpacked(mr, NULL);
+}
+
+/* A member cut off from the leader asks the others whether it was removed
+ * meanwhile (the leader stops replicating to a removed member, so it may
+ * never apply its own removal). */
+static void removal_check(struct node *n)
+{
+    Ikadapb__MembersRequest req = IKADAPB__MEMBERS_REQUEST__INIT;
+    const char *address;
+    char raft_address[300];
+    struct peer_link *link;
+    struct grpc_client_conn *conn;
+    uint64_t now = now_ms();
+
+    if (leader_of(n, &address) != 0) {
+        n->leaderless_since = 0;
+        return;
+    }
+    if (n->leaderless_since == 0) {
+        n->leaderless_since = now;
+    }
+    if (n->removal_check_inflight || now - n->leaderless_since < 1000 ||
+        n->n_members < 2) {
+        return;
+    }
+    /* Round-robin over the other members. */
+    n->removal_check_next = (n->removal_check_next + 1) % n->n_members;
+    if (n->members[n->removal_check_next].id == n->member_id ||
+        member_raft_address(&n->members[n->removal_check_next], raft_address,
+                            sizeof raft_address) != 0) {
+        return;
+    }
+    link = link_get(n, n->members[n->removal_check_next].id, raft_address);
+    conn = link != NULL ? grpc_client_uv_conn(&link->client) : NULL;
+    if (conn != NULL &&
+        grpc_client_unary(conn, "/ikadapb.Peer/Members", &req.base, 1000, NULL,
+                          0, removal_check_done, n, NULL) == 0) {
+        n->removal_check_inflight = true;
+    }
+}
+
 static void reconcile_timer_cb(uv_timer_t *t)
 {
     struct node *n = t->data;
 
+    if (raft_state(&n->raft) != RAFT_LEADER) {
+        removal_check(n);
+    }
+    /* A removed member may never learn the commit of its own removal (the
+     * leader stops replicating to it once raft's configuration drops it),
+     * so leaving raft's configuration counts as removal too. */
+    if (config_index(n, n->member_id) >= 0) {
+        n->was_in_config = true;
+    } else if (n->was_in_config && !n->removed) {
+        log_error("this member has been permanently removed from the "
+                  "cluster; exiting");
+        n->removed = true;
+    }
     if (n->removed) {
         n->removed = false;
         if (n->removed_cb != NULL) {

@@ -3,8 +3,10 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server/config.h"
+#include "server/ids.h"
 #include "server/kv.h"
 
 /* gRPC adds framing and field overhead on top of --max-request-bytes; etcd
@@ -22,6 +24,9 @@ struct op {
     struct grpc_call *call; /* NULL once the client went away */
     struct service *svc;
     ProtobufCMessage *req; /* decoded request, owned */
+    uint8_t *raw;          /* the request bytes (leader-only methods) */
+    size_t raw_len;
+    uint64_t new_id; /* MemberAdd: the new member's id */
     union {
         struct node_proposal prop;
         struct node_read read;
@@ -33,6 +38,7 @@ struct op {
 struct method_impl {
     const ProtobufCMessageDescriptor *request;
     op_start_fn start;
+    bool leader_only; /* keep the raw request to hand it to the leader */
 };
 
 /* What grpc_method.data points at. */
@@ -57,6 +63,7 @@ static void op_free(struct op *op)
     if (op->req != NULL) {
         protobuf_c_message_free_unpacked(op->req, NULL);
     }
+    free(op->raw);
     free(op);
 }
 
@@ -449,6 +456,182 @@ static void defragment_start(struct op *op)
     reply_static(op, &resp.base);
 }
 
+/* --- membership (leader-only) -------------------------------------------- */
+
+/* The member table as etcd's Member messages (pointing into the node's
+ * table; valid until the next change). *out is malloc'ed. */
+static int members_view(struct node *node, Etcdserverpb__Member ***out,
+                        Etcdserverpb__Member **storage, size_t *count)
+{
+    size_t n;
+    const struct node_member *members = node_members(node, &n);
+    Etcdserverpb__Member *ms = calloc(n + 1, sizeof *ms);
+    Etcdserverpb__Member **mp = calloc(n + 1, sizeof *mp);
+
+    if (ms == NULL || mp == NULL) {
+        free(ms);
+        free(mp);
+        return IK_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        etcdserverpb__member__init(&ms[i]);
+        ms[i].id = members[i].id;
+        ms[i].name = members[i].name;
+        ms[i].n_peerurls = members[i].n_peer_urls;
+        ms[i].peerurls = members[i].peer_urls;
+        ms[i].n_clienturls = members[i].n_client_urls;
+        ms[i].clienturls = members[i].client_urls;
+        ms[i].islearner = members[i].is_learner;
+        mp[i] = &ms[i];
+    }
+    *out = mp;
+    *storage = ms;
+    *count = n;
+    return 0;
+}
+
+static void member_change_done(struct node_proposal *p, int status,
+                               ProtobufCMessage *resp)
+{
+    struct op *op = p->data;
+    struct node *node = op->svc->node;
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    Etcdserverpb__Member **mp = NULL, *ms = NULL;
+    size_t n = 0;
+    int rv;
+
+    if (resp != NULL) {
+        protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    if (status != 0) {
+        op_reply(op, status, NULL);
+        return;
+    }
+    rv = members_view(node, &mp, &ms, &n);
+    if (rv != 0) {
+        op_reply(op, rv, NULL);
+        return;
+    }
+    /* etcd's cluster service header carries no revision. */
+    node_fill_header(node, &h);
+    h.revision = 0;
+    if (op->req->descriptor == &etcdserverpb__member_add_request__descriptor) {
+        Etcdserverpb__MemberAddResponse r =
+            ETCDSERVERPB__MEMBER_ADD_RESPONSE__INIT;
+        Etcdserverpb__MemberAddRequest *req =
+            (Etcdserverpb__MemberAddRequest *)op->req;
+        Etcdserverpb__Member added = ETCDSERVERPB__MEMBER__INIT;
+        added.id = op->new_id;
+        added.n_peerurls = req->n_peerurls;
+        added.peerurls = req->peerurls;
+        added.islearner = req->islearner;
+        r.header = &h;
+        r.member = &added;
+        r.n_members = n;
+        r.members = mp;
+        reply_static(op, &r.base);
+    } else {
+        /* Remove, Update and Promote responses share one shape. */
+        Etcdserverpb__MemberRemoveResponse r =
+            ETCDSERVERPB__MEMBER_REMOVE_RESPONSE__INIT;
+        r.header = &h;
+        r.n_members = n;
+        r.members = mp;
+        reply_static(op, &r.base);
+    }
+    free(ms);
+    free(mp);
+}
+
+/* A follower hands the call to the leader and relays its answer. */
+static void member_forwarded(void *data, int status, const char *message,
+                             const uint8_t *resp, size_t len)
+{
+    struct op *op = data;
+
+    if (op->call != NULL) {
+        if (status != GRPC_OK) {
+            grpc_call_finish(op->call, status, message);
+        } else if (grpc_call_send(op->call, resp, len) != 0) {
+            grpc_call_finish_error(op->call, IK_ENOMEM);
+        } else {
+            grpc_call_finish(op->call, GRPC_OK, NULL);
+        }
+    }
+    op_free(op);
+}
+
+/* Peer URLs as etcd accepts them for a member: http(s)://host:port. */
+static int check_peer_urls(char **urls, size_t n)
+{
+    char errmsg[IK_ERRMSG_SIZE];
+    struct config_url u;
+
+    if (n == 0) {
+        return IK_EMEMBERBADURLS;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (config_url_parse(urls[i], &u, errmsg) != 0) {
+            return IK_EMEMBERBADURLS;
+        }
+        config_url_free(&u);
+    }
+    return 0;
+}
+
+static void member_op_start(struct op *op)
+{
+    struct node *node = op->svc->node;
+    const ProtobufCMessageDescriptor *d = op->req->descriptor;
+    struct node_member_change c = {0};
+    int rv = 0;
+
+    if (!node_is_leader(node)) {
+        rv = node_forward(node, grpc_call_method(op->call)->path, op->raw,
+                          op->raw_len, member_forwarded, op);
+        if (rv != 0) {
+            op_reply(op, rv, NULL);
+        }
+        return;
+    }
+    if (d == &etcdserverpb__member_add_request__descriptor) {
+        Etcdserverpb__MemberAddRequest *r =
+            (Etcdserverpb__MemberAddRequest *)op->req;
+        c.kind = NODE_MEMBER_ADD;
+        c.peer_urls = r->peerurls;
+        c.n_peer_urls = r->n_peerurls;
+        c.is_learner = r->islearner;
+        rv = check_peer_urls(r->peerurls, r->n_peerurls);
+        if (rv == 0) {
+            /* A runtime-added member's id also covers the time (etcd). */
+            rv = ids_member_id((const char *const *)r->peerurls, r->n_peerurls,
+                               node_token(node), (int64_t)time(NULL), &c.id);
+        }
+        op->new_id = c.id;
+    } else if (d == &etcdserverpb__member_remove_request__descriptor) {
+        c.kind = NODE_MEMBER_REMOVE;
+        c.id = ((Etcdserverpb__MemberRemoveRequest *)op->req)->id;
+    } else if (d == &etcdserverpb__member_update_request__descriptor) {
+        Etcdserverpb__MemberUpdateRequest *r =
+            (Etcdserverpb__MemberUpdateRequest *)op->req;
+        c.kind = NODE_MEMBER_UPDATE;
+        c.id = r->id;
+        c.peer_urls = r->peerurls;
+        c.n_peer_urls = r->n_peerurls;
+        rv = check_peer_urls(r->peerurls, r->n_peerurls);
+    } else {
+        c.kind = NODE_MEMBER_PROMOTE;
+        c.id = ((Etcdserverpb__MemberPromoteRequest *)op->req)->id;
+    }
+    if (rv == 0) {
+        op->u.prop.data = op;
+        rv = node_member_change(node, &op->u.prop, &c, member_change_done);
+    }
+    if (rv != 0) {
+        op_reply(op, rv, NULL);
+    }
+}
+
 /* --- dispatch ------------------------------------------------------------ */
 
 static const struct {
@@ -457,43 +640,56 @@ static const struct {
     enum grpc_method_kind kind;
 } unary_methods[] = {
     {"/etcdserverpb.KV/Range",
-     {&etcdserverpb__range_request__descriptor, range_start},
+     {&etcdserverpb__range_request__descriptor, range_start, false},
      GRPC_UNARY},
     {"/etcdserverpb.KV/Put",
-     {&etcdserverpb__put_request__descriptor, put_start},
+     {&etcdserverpb__put_request__descriptor, put_start, false},
      GRPC_UNARY},
     {"/etcdserverpb.KV/DeleteRange",
-     {&etcdserverpb__delete_range_request__descriptor, delete_range_start},
+     {&etcdserverpb__delete_range_request__descriptor, delete_range_start,
+      false},
      GRPC_UNARY},
     {"/etcdserverpb.KV/Txn",
-     {&etcdserverpb__txn_request__descriptor, txn_start},
+     {&etcdserverpb__txn_request__descriptor, txn_start, false},
      GRPC_UNARY},
     {"/etcdserverpb.KV/Compact",
-     {&etcdserverpb__compaction_request__descriptor, compact_start},
+     {&etcdserverpb__compaction_request__descriptor, compact_start, false},
      GRPC_UNARY},
     {"/etcdserverpb.Maintenance/Status",
-     {&etcdserverpb__status_request__descriptor, status_start},
+     {&etcdserverpb__status_request__descriptor, status_start, false},
      GRPC_UNARY},
     {"/etcdserverpb.Maintenance/Alarm",
-     {&etcdserverpb__alarm_request__descriptor, alarm_start},
+     {&etcdserverpb__alarm_request__descriptor, alarm_start, false},
      GRPC_UNARY},
     {"/etcdserverpb.Maintenance/Defragment",
-     {&etcdserverpb__defragment_request__descriptor, defragment_start},
+     {&etcdserverpb__defragment_request__descriptor, defragment_start, false},
      GRPC_UNARY},
     {"/etcdserverpb.Maintenance/Hash",
-     {&etcdserverpb__hash_request__descriptor, hash_start},
+     {&etcdserverpb__hash_request__descriptor, hash_start, false},
      GRPC_UNARY},
     {"/etcdserverpb.Maintenance/HashKV",
-     {&etcdserverpb__hash_kvrequest__descriptor, hash_kv_start},
+     {&etcdserverpb__hash_kvrequest__descriptor, hash_kv_start, false},
      GRPC_UNARY},
     {"/etcdserverpb.Maintenance/MoveLeader",
-     {&etcdserverpb__move_leader_request__descriptor, move_leader_start},
+     {&etcdserverpb__move_leader_request__descriptor, move_leader_start, false},
      GRPC_UNARY},
     {"/etcdserverpb.Maintenance/Snapshot",
-     {&etcdserverpb__snapshot_request__descriptor, snapshot_start},
+     {&etcdserverpb__snapshot_request__descriptor, snapshot_start, false},
      GRPC_SERVER_STREAMING},
+    {"/etcdserverpb.Cluster/MemberAdd",
+     {&etcdserverpb__member_add_request__descriptor, member_op_start, true},
+     GRPC_UNARY},
+    {"/etcdserverpb.Cluster/MemberRemove",
+     {&etcdserverpb__member_remove_request__descriptor, member_op_start, true},
+     GRPC_UNARY},
+    {"/etcdserverpb.Cluster/MemberUpdate",
+     {&etcdserverpb__member_update_request__descriptor, member_op_start, true},
+     GRPC_UNARY},
+    {"/etcdserverpb.Cluster/MemberPromote",
+     {&etcdserverpb__member_promote_request__descriptor, member_op_start, true},
+     GRPC_UNARY},
     {"/etcdserverpb.Cluster/MemberList",
-     {&etcdserverpb__member_list_request__descriptor, member_list_start},
+     {&etcdserverpb__member_list_request__descriptor, member_list_start, false},
      GRPC_UNARY},
 };
 
@@ -513,6 +709,16 @@ static void unary_on_message(struct grpc_call *call, const uint8_t *data,
     op->call = call;
     op->svc = b->svc;
     op->req = protobuf_c_message_unpack(impl->request, NULL, len, data);
+    if (impl->leader_only && op->req != NULL) {
+        op->raw = malloc(len > 0 ? len : 1);
+        if (op->raw == NULL) {
+            op_free(op);
+            grpc_call_finish_error(call, IK_ENOMEM);
+            return;
+        }
+        memcpy(op->raw, data, len);
+        op->raw_len = len;
+    }
     if (op->req == NULL) {
         free(op);
         grpc_call_finish_error(call, IK_EMALFORMED);
@@ -567,6 +773,26 @@ int service_init(struct service **out, struct node *node,
 struct grpc_server_config *service_grpc_config(struct service *s)
 {
     return &s->grpc;
+}
+
+void service_set_node(struct service *s, struct node *node)
+{
+    s->node = node;
+}
+
+const struct grpc_method *service_peer_methods(struct service *s, size_t *count)
+{
+    size_t first = N_UNARY, n = 0;
+    for (size_t i = 0; i < N_UNARY; i++) {
+        if (unary_methods[i].impl.leader_only) {
+            if (first == N_UNARY) {
+                first = i;
+            }
+            n++;
+        }
+    }
+    *count = n;
+    return n > 0 ? &s->methods[first] : NULL;
 }
 
 void service_free(struct service *s)

@@ -24,7 +24,8 @@ struct service_options {
 
 struct service;
 
-/* Create the service table for @node. Returns 0 or IK_ENOMEM. */
+/* Create the service table for @node (may be NULL at first and set with
+ * service_set_node() before serving). Returns 0 or IK_ENOMEM. */
 int service_init(struct service **out, struct node *node,
                  const struct service_options *opts);
 
@@ -32,6 +33,14 @@ int service_init(struct service **out, struct node *node,
  * Owned by the service; valid until service_free(). The caller may fill in
  * now_ms/on_want_write (the transport glue does). */
 struct grpc_server_config *service_grpc_config(struct service *s);
+
+void service_set_node(struct service *s, struct node *node);
+
+/* The leader-only methods (membership changes), contiguous in the table,
+ * to serve on the peer port too: a follower hands such a call to the
+ * leader with node_forward(). */
+const struct grpc_method *service_peer_methods(struct service *s,
+                                               size_t *count);
 
 /* Free the table. Every connection using it must be closed first. */
 void service_free(struct service *s);
