@@ -15,6 +15,7 @@ libikada_a_SOURCES = \
 	server/node.c server/node.h \
 	server/peer_uv.c server/peer_uv.h \
 	server/service.c server/service.h \
+	server/compactor.c server/compactor.h \
 	snapshot/snapshot.c snapshot/snapshot.h
 nodist_libikada_a_SOURCES = $(PROTO_H)
 

@@ -469,6 +469,10 @@ static int start_node(struct server *s, bool bootstrap, char *errmsg)
     opts.election_ms = cfg->election_ms;
     opts.snapshot_count = (unsigned)cfg->snapshot_count;
     opts.max_request_bytes = cfg->max_request_bytes;
+    opts.quota_bytes = cfg->quota_backend_bytes;
+    opts.compact_by_revision =
+        cfg->auto_compaction_mode == CONFIG_COMPACTION_REVISION;
+    opts.compact_retention = cfg->auto_compaction_retention_value;
     rv = node_init(&s->node, &s->loop, &opts, errmsg);
     free(members);
     if (rv == 0) {

@@ -23,6 +23,7 @@
 #include <sys/time.h>
 
 #include "client/grpc_client_uv.h"
+#include "server/compactor.h"
 #include "server/grpc_uv.h"
 #include "server/log.h"
 #include "server/mvcc.h"
@@ -109,6 +110,19 @@ struct node {
     void (*ready_cb)(void *arg);
     void *ready_arg;
 
+    /* Alarms (replicated, saved in snapshots) and the space quota. */
+    struct node_alarm *alarms;
+    size_t n_alarms;
+    uint64_t quota_bytes;
+    struct node_proposal alarm_prop;
+    bool alarm_inflight;
+
+    /* Automatic compaction, proposed by the leader. */
+    struct compactor compactor;
+    uv_timer_t compact_timer;
+    struct node_proposal compact_prop;
+    bool compact_inflight;
+
     /* Membership: the leader drives raft's configuration towards the
      * member table, one raft change at a time. */
     char *token; /* --initial-cluster-token, for new member ids */
@@ -179,6 +193,8 @@ static struct node_proposal *pending_take(struct node *n, uint64_t id)
     return NULL;
 }
 
+static int alarms_decode(const void *buf, size_t len, struct node_alarm **out,
+                         size_t *n_out);
 static void members_free(struct node_member *m, size_t count);
 static int members_copy(struct node_member **out, size_t *n_out,
                         const struct node_member *src, size_t count);
@@ -381,11 +397,104 @@ static int members_change(struct node *n, const Ikadapb__MemberChange *c)
     return 0;
 }
 
+static bool alarm_active(const struct node *n, int type)
+{
+    for (size_t i = 0; i < n->n_alarms; i++) {
+        if (n->alarms[i].type == type) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Apply an alarm change; the response lists the alarm that changed, as
+ * etcd's does. */
+static int alarms_apply(struct node *n, const Etcdserverpb__AlarmRequest *r,
+                        ProtobufCMessage **out)
+{
+    Etcdserverpb__AlarmResponse *resp = malloc(sizeof *resp);
+    Etcdserverpb__AlarmMember *am = malloc(sizeof *am);
+    size_t i;
+    bool changed = false;
+
+    if (resp == NULL || am == NULL) {
+        free(resp);
+        free(am);
+        return IK_ENOMEM;
+    }
+    etcdserverpb__alarm_response__init(resp);
+    etcdserverpb__alarm_member__init(am);
+    for (i = 0; i < n->n_alarms; i++) {
+        if (n->alarms[i].member_id == r->memberid &&
+            n->alarms[i].type == (int)r->alarm) {
+            break;
+        }
+    }
+    if (r->action == ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE &&
+        i == n->n_alarms && r->alarm != ETCDSERVERPB__ALARM_TYPE__NONE) {
+        struct node_alarm *grown =
+            realloc(n->alarms, (n->n_alarms + 1) * sizeof *grown);
+        if (grown == NULL) {
+            free(resp);
+            free(am);
+            return IK_ENOMEM;
+        }
+        n->alarms = grown;
+        n->alarms[n->n_alarms].member_id = r->memberid;
+        n->alarms[n->n_alarms].type = (int)r->alarm;
+        n->n_alarms++;
+        changed = true;
+        log_warn("alarm %s raised for member %016llx",
+                 r->alarm == ETCDSERVERPB__ALARM_TYPE__NOSPACE ? "NOSPACE"
+                                                               : "CORRUPT",
+                 (unsigned long long)r->memberid);
+    } else if (r->action ==
+                   ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__DEACTIVATE &&
+               i < n->n_alarms) {
+        n->alarms[i] = n->alarms[n->n_alarms - 1];
+        n->n_alarms--;
+        changed = true;
+    }
+    if (changed) {
+        am->memberid = r->memberid;
+        am->alarm = r->alarm;
+        resp->alarms = malloc(sizeof *resp->alarms);
+        if (resp->alarms == NULL) {
+            free(resp);
+            free(am);
+            return IK_ENOMEM;
+        }
+        resp->alarms[0] = am;
+        resp->n_alarms = 1;
+    } else {
+        free(am);
+    }
+    *out = &resp->base;
+    return 0;
+}
+
+/* While NOSPACE is raised, writes that add data fail (deletes and
+ * compactions still work), as with etcd's capped applier. */
+static bool capped(const struct node *n, const Ikadapb__InternalRequest *ir)
+{
+    if (!alarm_active(n, ETCDSERVERPB__ALARM_TYPE__NOSPACE)) {
+        return false;
+    }
+    return ir->op_case == IKADAPB__INTERNAL_REQUEST__OP_PUT ||
+           (ir->op_case == IKADAPB__INTERNAL_REQUEST__OP_TXN &&
+            !kv_txn_is_read_only(ir->txn));
+}
+
 /* Run one decoded request against the store. */
 static int execute(struct node *n, const Ikadapb__InternalRequest *ir,
                    ProtobufCMessage **resp)
 {
+    if (capped(n, ir)) {
+        return IK_ENOSPACE;
+    }
     switch (ir->op_case) {
+    case IKADAPB__INTERNAL_REQUEST__OP_ALARM:
+        return alarms_apply(n, ir->alarm, resp);
     case IKADAPB__INTERNAL_REQUEST__OP_PUT:
         return kv_put(&n->kv, ir->put, (Etcdserverpb__PutResponse **)resp);
     case IKADAPB__INTERNAL_REQUEST__OP_DELETE_RANGE:
@@ -547,6 +656,8 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     struct mvcc store;
     struct node_member *members = NULL;
     size_t n_members = 0;
+    struct node_alarm *alarms = NULL;
+    size_t n_alarms = 0;
     void *section = NULL;
     size_t section_len = 0;
     int rv;
@@ -561,6 +672,20 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         rv = members_decode(section, section_len, &members, &n_members);
     }
     free(section);
+    section = NULL;
+    if (rv == 0) {
+        rv = snapshot_section_get(buf->base, buf->len, SNAPSHOT_SECTION_META,
+                                  &section, &section_len);
+        if (rv == 0) {
+            rv = alarms_decode(section, section_len, &alarms, &n_alarms);
+        } else if (rv == IK_ENOENT) {
+            rv = 0; /* no alarms were raised */
+        }
+        free(section);
+        if (rv != 0) {
+            members_free(members, n_members);
+        }
+    }
     if (rv != 0) {
         log_error("snapshot restore failed: %s", ik_strerror(rv));
         mvcc_close(&store);
@@ -571,6 +696,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     members_free(n->members, n->n_members);
     n->members = members;
     n->n_members = n_members;
+    free(n->alarms);
+    n->alarms = alarms;
+    n->n_alarms = n_alarms;
     raft_free(buf->base);
     return 0;
 }
@@ -595,6 +723,8 @@ response_descriptor(Ikadapb__InternalRequest__OpCase op)
         return &etcdserverpb__txn_response__descriptor;
     case IKADAPB__INTERNAL_REQUEST__OP_COMPACTION:
         return &etcdserverpb__compaction_response__descriptor;
+    case IKADAPB__INTERNAL_REQUEST__OP_ALARM:
+        return &etcdserverpb__alarm_response__descriptor;
     default:
         return NULL;
     }
@@ -1346,6 +1476,49 @@ static void peer_on_cancel(struct grpc_call *call)
     }
 }
 
+/* --- automatic compaction ------------------------------------------------ */
+
+static void compact_done(struct node_proposal *p, int status,
+                         ProtobufCMessage *resp)
+{
+    struct node *n = p->data;
+    n->compact_inflight = false;
+    if (resp != NULL) {
+        protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    if (status != 0 && status != IK_ECOMPACTED && !n->closing) {
+        log_warn("auto compaction failed: %s", ik_strerror(status));
+    }
+}
+
+static void compact_timer_cb(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    Ikadapb__InternalRequest ir = IKADAPB__INTERNAL_REQUEST__INIT;
+    Etcdserverpb__CompactionRequest req =
+        ETCDSERVERPB__COMPACTION_REQUEST__INIT;
+    uint64_t now = now_ms(), due;
+    int64_t target = compactor_tick(&n->compactor, now, mvcc_rev(&n->store));
+
+    /* Every member samples; only the leader proposes. */
+    if (target > mvcc_compact_rev(&n->store) && !n->compact_inflight &&
+        raft_state(&n->raft) == RAFT_LEADER) {
+        log_info("starting auto compaction at revision %lld",
+                 (long long)target);
+        req.revision = target;
+        ir.op_case = IKADAPB__INTERNAL_REQUEST__OP_COMPACTION;
+        ir.compaction = &req;
+        n->compact_prop.data = n;
+        if (node_propose(n, &n->compact_prop, &ir, compact_done) == 0) {
+            n->compact_inflight = true;
+        }
+    }
+    due = compactor_due_in(&n->compactor, now);
+    if (due != UINT64_MAX) {
+        uv_timer_start(t, compact_timer_cb, due > 0 ? due : 1, 0);
+    }
+}
+
 /* --- membership ---------------------------------------------------------- */
 
 #define RECONCILE_MS 200
@@ -1787,19 +1960,131 @@ bool node_ready(const struct node *n)
 
 /* --- maintenance --------------------------------------------------------- */
 
+/* The alarm table as a snapshot section (an etcdserverpb.AlarmResponse
+ * listing the raised alarms). */
+static int alarms_encode(const struct node *n, void **out, size_t *len)
+{
+    Etcdserverpb__AlarmResponse msg = ETCDSERVERPB__ALARM_RESPONSE__INIT;
+    Etcdserverpb__AlarmMember *ms = calloc(n->n_alarms + 1, sizeof *ms);
+    Etcdserverpb__AlarmMember **mp = calloc(n->n_alarms + 1, sizeof *mp);
+    int rv = IK_ENOMEM;
+
+    if (ms != NULL && mp != NULL) {
+        for (size_t i = 0; i < n->n_alarms; i++) {
+            etcdserverpb__alarm_member__init(&ms[i]);
+            ms[i].memberid = n->alarms[i].member_id;
+            ms[i].alarm = n->alarms[i].type;
+            mp[i] = &ms[i];
+        }
+        msg.n_alarms = n->n_alarms;
+        msg.alarms = mp;
+        *len = etcdserverpb__alarm_response__get_packed_size(&msg);
+        *out = malloc(*len > 0 ? *len : 1);
+        if (*out != NULL) {
+            etcdserverpb__alarm_response__pack(&msg, *out);
+            rv = 0;
+        }
+    }
+    free(ms);
+    free(mp);
+    return rv;
+}
+
+static int alarms_decode(const void *buf, size_t len, struct node_alarm **out,
+                         size_t *n_out)
+{
+    Etcdserverpb__AlarmResponse *msg =
+        etcdserverpb__alarm_response__unpack(NULL, len, buf);
+    struct node_alarm *a;
+
+    if (msg == NULL) {
+        return IK_ECORRUPT;
+    }
+    a = calloc(msg->n_alarms + 1, sizeof *a);
+    if (a == NULL) {
+        etcdserverpb__alarm_response__free_unpacked(msg, NULL);
+        return IK_ENOMEM;
+    }
+    for (size_t i = 0; i < msg->n_alarms; i++) {
+        a[i].member_id = msg->alarms[i]->memberid;
+        a[i].type = msg->alarms[i]->alarm;
+    }
+    *out = a;
+    *n_out = msg->n_alarms;
+    etcdserverpb__alarm_response__free_unpacked(msg, NULL);
+    return 0;
+}
+
 int node_snapshot(struct node *n, void **out, size_t *len)
 {
-    struct snapshot_section members = {.type = SNAPSHOT_SECTION_MEMBERS};
-    void *data = NULL;
+    struct snapshot_section sections[2] = {
+        {.type = SNAPSHOT_SECTION_MEMBERS},
+        {.type = SNAPSHOT_SECTION_META},
+    };
+    void *members = NULL, *alarms = NULL;
     int rv;
 
-    rv = members_encode(n, &data, &members.len);
+    rv = members_encode(n, &members, &sections[0].len);
     if (rv == 0) {
-        members.data = data;
-        rv = snapshot_encode(&n->store, &members, 1, out, len);
+        rv = alarms_encode(n, &alarms, &sections[1].len);
     }
-    free(data);
+    if (rv == 0) {
+        sections[0].data = members;
+        sections[1].data = alarms;
+        rv = snapshot_encode(&n->store, sections, 2, out, len);
+    }
+    free(members);
+    free(alarms);
     return rv;
+}
+
+const struct node_alarm *node_alarms(const struct node *n, size_t *count)
+{
+    *count = n->n_alarms;
+    return n->alarms;
+}
+
+static void alarm_raised(struct node_proposal *p, int status,
+                         ProtobufCMessage *resp)
+{
+    struct node *n = p->data;
+    (void)status;
+    n->alarm_inflight = false;
+    if (resp != NULL) {
+        protobuf_c_message_free_unpacked(resp, NULL);
+    }
+}
+
+int node_alarm_change(struct node *n, struct node_proposal *p,
+                      const Etcdserverpb__AlarmRequest *req,
+                      node_proposal_cb cb)
+{
+    Ikadapb__InternalRequest ir = IKADAPB__INTERNAL_REQUEST__INIT;
+    ir.op_case = IKADAPB__INTERNAL_REQUEST__OP_ALARM;
+    ir.alarm = (Etcdserverpb__AlarmRequest *)req;
+    return node_propose(n, p, &ir, cb);
+}
+
+int node_quota_check(struct node *n, size_t cost)
+{
+    Etcdserverpb__AlarmRequest req = ETCDSERVERPB__ALARM_REQUEST__INIT;
+
+    if (alarm_active(n, ETCDSERVERPB__ALARM_TYPE__NOSPACE)) {
+        return IK_ENOSPACE;
+    }
+    if (n->quota_bytes == 0 || node_db_size(n) + cost <= n->quota_bytes) {
+        return 0;
+    }
+    if (!n->alarm_inflight) {
+        req.action = ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE;
+        req.memberid = n->member_id;
+        req.alarm = ETCDSERVERPB__ALARM_TYPE__NOSPACE;
+        n->alarm_prop.data = n;
+        if (node_alarm_change(n, &n->alarm_prop, &req, alarm_raised) == 0) {
+            n->alarm_inflight = true;
+        }
+    }
+    return IK_ENOSPACE;
 }
 
 bool node_is_voter(struct node *n, uint64_t id)
@@ -2018,6 +2303,8 @@ static void node_free(struct node *n)
     free(n->name);
     free(n->token);
     free(n->peer_methods);
+    free(n->alarms);
+    compactor_close(&n->compactor);
     free(n);
 }
 
@@ -2141,6 +2428,18 @@ int node_init(struct node **out, uv_loop_t *loop,
     n->fsm.snapshot = fsm_snapshot;
     n->fsm.restore = fsm_restore;
 
+    n->quota_bytes = opts->quota_bytes < 0    ? 0
+                     : opts->quota_bytes == 0 ? 2ULL * 1024 * 1024 * 1024
+                                              : (uint64_t)opts->quota_bytes;
+    rv = compactor_init(&n->compactor,
+                        opts->compact_by_revision ? COMPACTOR_REVISION
+                                                  : COMPACTOR_PERIODIC,
+                        opts->compact_retention, now_ms());
+    if (rv != 0) {
+        ik_errmsg_printf(errmsg, "out of memory");
+        node_free(n);
+        return rv;
+    }
     n->leader_wait_ms = 3 * (uint64_t)opts->election_ms;
     if (n->leader_wait_ms < 1000) {
         n->leader_wait_ms = 1000;
@@ -2205,6 +2504,11 @@ int node_init(struct node **out, uv_loop_t *loop,
     n->retry_timer.data = n;
     uv_check_init(loop, &n->apply_check);
     n->apply_check.data = n;
+    uv_timer_init(loop, &n->compact_timer);
+    n->compact_timer.data = n;
+    if (compactor_due_in(&n->compactor, now_ms()) != UINT64_MAX) {
+        uv_timer_start(&n->compact_timer, compact_timer_cb, 1, 0);
+    }
     uv_timer_init(loop, &n->reconcile_timer);
     n->reconcile_timer.data = n;
     uv_timer_start(&n->reconcile_timer, reconcile_timer_cb, RECONCILE_MS,
@@ -2292,8 +2596,9 @@ void node_close(struct node *n, void (*cb)(void *arg), void *arg)
         reads_complete(reads[i], IK_ESTOPPED);
     }
 
-    /* Four timers, raft (then the peer gRPC server), and every link. */
-    n->pending_closes = 5;
+    /* Five timers, raft (then the peer gRPC server), and every link. */
+    n->pending_closes = 6;
+    uv_close((uv_handle_t *)&n->compact_timer, on_handle_closed);
     uv_close((uv_handle_t *)&n->reconcile_timer, on_handle_closed);
     uv_close((uv_handle_t *)&n->publish_timer, on_handle_closed);
     uv_close((uv_handle_t *)&n->retry_timer, on_handle_closed);

@@ -54,6 +54,12 @@ struct node_member {
     bool is_learner;
 };
 
+/* A raised alarm (etcd's AlarmMember). */
+struct node_alarm {
+    uint64_t member_id;
+    int type; /* ETCDSERVERPB__ALARM_TYPE__NOSPACE, ... */
+};
+
 struct node_options {
     const char *raft_dir;     /* canonical raft's data directory (exists) */
     const char *raft_address; /* "host:port" peers reach this member at */
@@ -85,6 +91,12 @@ struct node_options {
     unsigned election_ms;
     unsigned snapshot_count;
     uint64_t max_request_bytes;
+    /* --quota-backend-bytes: 0 means etcd's default (2 GiB), < 0 none. */
+    int64_t quota_bytes;
+    /* --auto-compaction-mode/-retention: revision mode when true;
+     * retention in ms (periodic) or revisions; 0 disables. */
+    bool compact_by_revision;
+    int64_t compact_retention;
 };
 
 struct node_proposal;
@@ -191,6 +203,23 @@ typedef void (*node_forward_cb)(void *data, int status, const char *message,
                                 const uint8_t *resp, size_t len);
 int node_forward(struct node *n, const char *path, const uint8_t *req,
                  size_t len, node_forward_cb cb, void *data);
+
+/* Raised alarms (valid until the next applied entry). */
+const struct node_alarm *node_alarms(const struct node *n, size_t *count);
+
+/*
+ * etcd's space quota, checked before proposing a write that adds @cost
+ * bytes: IK_ENOSPACE while the NOSPACE alarm is raised, or when the write
+ * would exceed the quota (the alarm is then raised through raft).
+ * Returns 0 when the write may go ahead.
+ */
+int node_quota_check(struct node *n, size_t cost);
+
+/* Propose an alarm change (etcd's Alarm ACTIVATE/DEACTIVATE); @cb gets the
+ * AlarmResponse listing the alarm that changed. */
+int node_alarm_change(struct node *n, struct node_proposal *p,
+                      const Etcdserverpb__AlarmRequest *req,
+                      node_proposal_cb cb);
 
 /* True once this member's attributes are published (see ready_cb). */
 bool node_ready(const struct node *n);

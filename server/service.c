@@ -115,6 +115,12 @@ static void put_start(struct op *op)
         op_reply(op, rv, NULL);
         return;
     }
+    rv = node_quota_check(op->svc->node,
+                          etcdserverpb__put_request__get_packed_size(req));
+    if (rv != 0) {
+        op_reply(op, rv, NULL);
+        return;
+    }
     ir.op_case = IKADAPB__INTERNAL_REQUEST__OP_PUT;
     ir.put = req;
     propose(op, &ir);
@@ -224,6 +230,12 @@ static void txn_start(struct op *op)
         read_linearizable(op);
         return;
     }
+    rv = node_quota_check(op->svc->node,
+                          etcdserverpb__txn_request__get_packed_size(req));
+    if (rv != 0) {
+        op_reply(op, rv, NULL);
+        return;
+    }
     ir.op_case = IKADAPB__INTERNAL_REQUEST__OP_TXN;
     ir.txn = req;
     propose(op, &ir);
@@ -244,13 +256,17 @@ static void reply_static(struct op *op, const ProtobufCMessage *resp)
     op_free(op);
 }
 
+#define ALARM_TEXT_SIZE 64
+
 static void status_start(struct op *op)
 {
     struct node *node = op->svc->node;
     Etcdserverpb__StatusResponse resp = ETCDSERVERPB__STATUS_RESPONSE__INIT;
     Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
-    size_t n_members;
+    size_t n_members, n_alarms;
     const struct node_member *members = node_members(node, &n_members);
+    const struct node_alarm *alarms;
+    char **errors, *text;
 
     node_fill_header(node, &h);
     resp.header = &h;
@@ -266,7 +282,29 @@ static void status_start(struct op *op)
             resp.islearner = members[i].is_learner;
         }
     }
+    /* Raised alarms show up as errors, in etcd's wording. */
+    alarms = node_alarms(node, &n_alarms);
+    errors = calloc(n_alarms + 1, sizeof *errors);
+    text = calloc(n_alarms + 1, ALARM_TEXT_SIZE);
+    if (errors == NULL || text == NULL) {
+        free(errors);
+        free(text);
+        op_reply(op, IK_ENOMEM, NULL);
+        return;
+    }
+    for (size_t i = 0; i < n_alarms; i++) {
+        errors[i] = text + i * ALARM_TEXT_SIZE;
+        snprintf(errors[i], ALARM_TEXT_SIZE, "memberID:%llu alarm:%s ",
+                 (unsigned long long)alarms[i].member_id,
+                 alarms[i].type == ETCDSERVERPB__ALARM_TYPE__NOSPACE
+                     ? "NOSPACE"
+                     : "CORRUPT");
+    }
+    resp.n_errors = n_alarms;
+    resp.errors = errors;
     reply_static(op, &resp.base);
+    free(errors);
+    free(text);
 }
 
 static void member_list_start(struct op *op)
@@ -439,12 +477,50 @@ static void snapshot_start(struct op *op)
     op_free(op);
 }
 
-/* No alarms are raised yet: list none, deactivate nothing. Like etcd's,
- * the response carries no header. */
+/* Alarm GET lists the raised alarms (of one type, or all); ACTIVATE and
+ * DEACTIVATE go through raft. Like etcd's, the response has no header. */
 static void alarm_start(struct op *op)
 {
+    Etcdserverpb__AlarmRequest *req = (Etcdserverpb__AlarmRequest *)op->req;
     Etcdserverpb__AlarmResponse resp = ETCDSERVERPB__ALARM_RESPONSE__INIT;
+    Etcdserverpb__AlarmMember *ms, **mp;
+    const struct node_alarm *alarms;
+    size_t n, k = 0;
+    int rv;
+
+    if (req->action != ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET) {
+        op->u.prop.data = op;
+        rv = node_alarm_change(op->svc->node, &op->u.prop, req, proposal_done);
+        if (rv != 0) {
+            op_reply(op, rv, NULL);
+        }
+        return;
+    }
+    alarms = node_alarms(op->svc->node, &n);
+    ms = calloc(n + 1, sizeof *ms);
+    mp = calloc(n + 1, sizeof *mp);
+    if (ms == NULL || mp == NULL) {
+        free(ms);
+        free(mp);
+        op_reply(op, IK_ENOMEM, NULL);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (req->alarm != ETCDSERVERPB__ALARM_TYPE__NONE &&
+            (int)req->alarm != alarms[i].type) {
+            continue;
+        }
+        etcdserverpb__alarm_member__init(&ms[k]);
+        ms[k].memberid = alarms[i].member_id;
+        ms[k].alarm = alarms[i].type;
+        mp[k] = &ms[k];
+        k++;
+    }
+    resp.n_alarms = k;
+    resp.alarms = mp;
     reply_static(op, &resp.base);
+    free(ms);
+    free(mp);
 }
 
 /* The store lives in memory and frees what compaction drops at once, so

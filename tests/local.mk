@@ -13,7 +13,8 @@ UNIT_TESTS = \
 	tests/unit/test_snapshot \
 	tests/unit/test_ids \
 	tests/unit/test_meta \
-	tests/unit/test_peer_uv
+	tests/unit/test_peer_uv \
+	tests/unit/test_compactor
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 tests_unit_test_btree_SOURCES = tests/unit/test_btree.c
@@ -43,6 +44,9 @@ tests_unit_test_meta_LDADD = $(UNIT_LDADD)
 tests_unit_test_peer_uv_SOURCES = tests/unit/test_peer_uv.c
 tests_unit_test_peer_uv_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_peer_uv_LDADD = $(UNIT_LDADD)
+tests_unit_test_compactor_SOURCES = tests/unit/test_compactor.c
+tests_unit_test_compactor_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_compactor_LDADD = $(UNIT_LDADD)
 endif
 
 # Black-box tests: shell scripts that start ./ikada (and real etcd) on
