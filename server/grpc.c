@@ -1018,6 +1018,12 @@ static int conn_setup(struct grpc_conn *c)
     /* No priority tree bookkeeping for closed streams: gRPC has no use for
      * it and it costs memory per stream. */
     nghttp2_option_set_no_closed_streams(opt, 1);
+    /* nghttp2's HTTP semantics checks reject what Go gRPC clients dialled
+     * with a URL as target send (etcdctl --endpoints=http://host:port, as
+     * `endpoint status --cluster` does): ":authority: http://host:port",
+     * which etcd accepts. gRPC needs none of those checks: the core
+     * validates what it uses (:path, content-type, grpc-*). */
+    nghttp2_option_set_no_http_messaging(opt, 1);
     rv = nghttp2_session_server_new3(&c->session, cbs, c, opt,
                                      c->alloc != NULL ? &c->mem : NULL);
     nghttp2_option_del(opt);

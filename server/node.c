@@ -628,26 +628,6 @@ static int members_decode(const void *buf, size_t len, struct node_member **out,
     return rv;
 }
 
-static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
-                        unsigned *n_bufs)
-{
-    struct node *n = fsm->data;
-    struct raft_buffer *b = raft_malloc(sizeof *b);
-    int rv;
-
-    if (b == NULL) {
-        return RAFT_NOMEM;
-    }
-    rv = node_snapshot(n, &b->base, &b->len);
-    if (rv != 0) {
-        raft_free(b);
-        return rv == IK_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
-    }
-    *bufs = b;
-    *n_bufs = 1;
-    return 0;
-}
-
 /* Replace the store and the member table with a snapshot's; on any error
  * (corruption included) nothing changes and raft is told. */
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
@@ -860,6 +840,18 @@ static bool retryable(int status, const char *message, int rv)
            strncmp(message, "connection error", 16) == 0;
 }
 
+static void wait_applied(struct node *n, struct node_read *list,
+                         uint64_t index);
+
+static void forward_applied(struct node_read *r, int status)
+{
+    struct node_proposal *p = r->data;
+    ProtobufCMessage *resp = p->resp;
+
+    p->resp = NULL;
+    proposal_finish(p, status != 0 ? status : p->status, resp);
+}
+
 static void forward_done(void *data, int status, const char *message,
                          const uint8_t *resp, size_t len)
 {
@@ -867,6 +859,7 @@ static void forward_done(void *data, int status, const char *message,
     struct node *n = p->node;
     Ikadapb__ProposeResponse *pr;
     ProtobufCMessage *typed = NULL;
+    uint64_t index;
     int rv;
 
     if (status != GRPC_OK) {
@@ -901,7 +894,18 @@ static void forward_done(void *data, int status, const char *message,
             }
         }
     }
+    index = pr->index;
     ikadapb__propose_response__free_unpacked(pr, NULL);
+    if (rv == 0 && index > raft_last_applied(&n->raft)) {
+        /* Answer once applied here too, as etcd's followers do. */
+        p->status = rv;
+        p->resp = typed;
+        p->wait.data = p;
+        p->wait.cb = forward_applied;
+        p->wait.next = NULL;
+        wait_applied(n, &p->wait, index);
+        return;
+    }
     proposal_finish(p, rv, typed);
 }
 
@@ -1281,6 +1285,7 @@ static void peer_propose_done(struct node_proposal *p, int status,
     Ikadapb__ProposeResponse pr = IKADAPB__PROPOSE_RESPONSE__INIT;
     uint8_t *packed = NULL;
 
+    pr.index = p->req.index;
     if (op->call != NULL) {
         if (status == IK_ENOLEADER || status == IK_ELEADERCHANGED) {
             /* Tell the follower to look for the new leader. */
@@ -2015,27 +2020,136 @@ static int alarms_decode(const void *buf, size_t len, struct node_alarm **out,
     return 0;
 }
 
-int node_snapshot(struct node *n, void **out, size_t *len)
+/* The snapshot sections besides the store, encoded from the node's current
+ * state. */
+#define SNAP_EXTRA 2
+struct snap_extra {
+    struct snapshot_section sections[SNAP_EXTRA];
+    void *members;
+    void *alarms;
+};
+
+static int snap_extra_encode(const struct node *n, struct snap_extra *e)
 {
-    struct snapshot_section sections[2] = {
-        {.type = SNAPSHOT_SECTION_MEMBERS},
-        {.type = SNAPSHOT_SECTION_META},
-    };
-    void *members = NULL, *alarms = NULL;
     int rv;
 
-    rv = members_encode(n, &members, &sections[0].len);
+    memset(e, 0, sizeof *e);
+    e->sections[0].type = SNAPSHOT_SECTION_MEMBERS;
+    e->sections[1].type = SNAPSHOT_SECTION_META;
+    rv = members_encode(n, &e->members, &e->sections[0].len);
     if (rv == 0) {
-        rv = alarms_encode(n, &alarms, &sections[1].len);
+        rv = alarms_encode(n, &e->alarms, &e->sections[1].len);
     }
-    if (rv == 0) {
-        sections[0].data = members;
-        sections[1].data = alarms;
-        rv = snapshot_encode(&n->store, sections, 2, out, len);
-    }
-    free(members);
-    free(alarms);
+    e->sections[0].data = e->members;
+    e->sections[1].data = e->alarms;
     return rv;
+}
+
+static void snap_extra_free(struct snap_extra *e)
+{
+    free(e->members);
+    free(e->alarms);
+    memset(e, 0, sizeof *e);
+}
+
+int node_snapshot(struct node *n, void **out, size_t *len)
+{
+    struct snap_extra e;
+    int rv = snap_extra_encode(n, &e);
+
+    if (rv == 0) {
+        rv = snapshot_encode(&n->store, e.sections, SNAP_EXTRA, out, len);
+    }
+    snap_extra_free(&e);
+    return rv;
+}
+
+/*
+ * raft snapshots (fsm version 3). raft calls fsm_snapshot() on the loop
+ * right after applying entries: it only captures a view of the store (O(1))
+ * and encodes the small sections. raft then runs fsm_snapshot_async() in
+ * libuv's thread pool, which encodes the view into the buffer raft stores,
+ * while the loop goes on applying entries. raft calls
+ * fsm_snapshot_finalize() on the loop once it is done with the buffer
+ * (stored, failed, or cancelled by raft_close), and after any failure that
+ * follows a successful fsm_snapshot(); it frees nothing itself. raft starts
+ * no other snapshot and installs none while one is in flight.
+ * raft only ever holds &snap->buf; the worker thread touches nothing but
+ * *snap (never the node).
+ */
+struct node_snap {
+    struct raft_buffer buf; /* first: raft's bufs[] points here */
+    struct mvcc_view *view;
+    struct snap_extra extra;
+};
+
+static void node_snap_free(struct node_snap *s)
+{
+    free(s->buf.base);
+    if (s->view != NULL) {
+        mvcc_view_release(s->view);
+    }
+    snap_extra_free(&s->extra);
+    free(s);
+}
+
+static int snap_raft_error(int rv)
+{
+    return rv == IK_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                        unsigned *n_bufs)
+{
+    struct node *n = fsm->data;
+    struct node_snap *s = calloc(1, sizeof *s);
+    int rv;
+
+    if (s == NULL) {
+        return RAFT_NOMEM;
+    }
+    rv = snap_extra_encode(n, &s->extra);
+    if (rv == 0) {
+        rv = mvcc_view_take(&n->store, &s->view);
+    }
+    if (rv == 0 && fsm->snapshot_async == NULL) {
+        /* No async support in raft's io: encode here, on the loop. */
+        rv = snapshot_encode_view(s->view, s->extra.sections, SNAP_EXTRA,
+                                  &s->buf.base, &s->buf.len);
+    }
+    if (rv != 0) {
+        node_snap_free(s);
+        return snap_raft_error(rv);
+    }
+    *bufs = &s->buf;
+    *n_bufs = 1;
+    return 0;
+}
+
+/* Thread pool: encode the captured view into the buffer raft stores. */
+static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                              unsigned *n_bufs)
+{
+    struct node_snap *s = (struct node_snap *)*bufs;
+    int rv;
+
+    (void)fsm;
+    (void)n_bufs;
+    rv = snapshot_encode_view(s->view, s->extra.sections, SNAP_EXTRA,
+                              &s->buf.base, &s->buf.len);
+    return rv == 0 ? 0 : snap_raft_error(rv);
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *fsm,
+                                 struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    (void)fsm;
+    if (*bufs != NULL) {
+        node_snap_free((struct node_snap *)*bufs);
+    }
+    *bufs = NULL;
+    *n_bufs = 0;
+    return 0;
 }
 
 const struct node_alarm *node_alarms(const struct node *n, size_t *count)
@@ -2422,11 +2536,13 @@ int node_init(struct node **out, uv_loop_t *loop,
     }
     n->kv.store = &n->store;
 
-    n->fsm.version = 1;
+    n->fsm.version = 3;
     n->fsm.data = n;
     n->fsm.apply = fsm_apply;
     n->fsm.snapshot = fsm_snapshot;
     n->fsm.restore = fsm_restore;
+    n->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    n->fsm.snapshot_async = fsm_snapshot_async;
 
     n->quota_bytes = opts->quota_bytes < 0    ? 0
                      : opts->quota_bytes == 0 ? 2ULL * 1024 * 1024 * 1024
@@ -2461,6 +2577,14 @@ int node_init(struct node **out, uv_loop_t *loop,
     /* A corrupt log must stop the member with an error, not be moved
      * aside and silently forgotten. */
     raft_uv_set_auto_recovery(&n->io, false);
+    /* raft_uv 0.15 implements async_work but still reports io version 1,
+     * which makes raft_init() refuse async snapshots; without it,
+     * fsm_snapshot() encodes on the loop. */
+    if (n->io.async_work == NULL) {
+        n->fsm.snapshot_async = NULL;
+    } else if (n->io.version < 2) {
+        n->io.version = 2;
+    }
     rv = raft_init(&n->raft, &n->io, &n->fsm, opts->member_id,
                    opts->raft_address);
     if (rv != 0) {

@@ -99,6 +99,18 @@ struct node_options {
     int64_t compact_retention;
 };
 
+struct node_read;
+typedef void (*node_read_cb)(struct node_read *r, int status);
+
+struct node_read {
+    void *data; /* caller's */
+    /* private */
+    node_read_cb cb;
+    struct node_read *next;
+    uint64_t deadline; /* give up waiting for a leader (ms, monotonic) */
+    uint64_t index;    /* serve once applied up to here (followers) */
+};
+
 struct node_proposal;
 /* @resp is the typed response (e.g. Etcdserverpb__PutResponse) with its
  * header filled in, owned by the callee; NULL when @status != 0. */
@@ -120,18 +132,7 @@ struct node_proposal {
     int status;
     ProtobufCMessage *resp;
     struct raft_apply req;
-};
-
-struct node_read;
-typedef void (*node_read_cb)(struct node_read *r, int status);
-
-struct node_read {
-    void *data; /* caller's */
-    /* private */
-    node_read_cb cb;
-    struct node_read *next;
-    uint64_t deadline; /* give up waiting for a leader (ms, monotonic) */
-    uint64_t index;    /* serve once applied up to here (followers) */
+    struct node_read wait; /* forwarded: until applied here too */
 };
 
 /*
