@@ -10,10 +10,31 @@
  * leaves a valid tree with unchanged content. Deletion makes sure, on the
  * way down, that the child it enters holds more than MIN_ITEMS items
  * (borrowing from a sibling or merging with one), so removing an item never
- * has to walk back up either. Deletion only frees memory.
+ * has to walk back up either.
+ *
+ * Sharing: a node's ref counts the pointers to it (a tree's root pointer or
+ * a parent's child slot). A node with ref 1 whose ancestors all have ref 1
+ * is private to the tree being written; writers walk down from their own
+ * root and replace every shared node they are about to change by a private
+ * copy (make_private), which takes new references on the children and,
+ * through ref_item, on the items. Every structural step (split, rotation,
+ * merge) first makes private all the nodes it changes and only then
+ * changes them, so a failed copy leaves the content as it was. Without
+ * clones every ref is 1 and nothing is ever copied: deletion then only
+ * frees memory.
+ *
+ * Counts are C11 atomics so that a clone may be closed on another thread
+ * while the owner writes (see btree.h): whoever drops the last reference
+ * frees the node, which is why a writer dropping its reference to a node
+ * it just copied may end up freeing it. Decrements are acq_rel: the
+ * dropping thread's reads of a node happen before whatever the next
+ * (sole) owner or the freeing thread does with it; the writer's "is it
+ * private?" load is acquire for the same reason. Without clones the only
+ * cost is that an acquire load is a plain load on common CPUs.
  */
 #include "server/btree.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +49,7 @@
 struct btree_node {
     uint16_t n; /* items in use */
     bool leaf;
+    _Atomic uint32_t ref; /* pointers to it (root pointers, child slots) */
     void *items[MAX_ITEMS];
     struct btree_node *child[]; /* MAX_ITEMS + 1 entries, inner nodes only */
 };
@@ -51,7 +73,71 @@ static struct btree_node *node_new(bool leaf)
     }
     x->n = 0;
     x->leaf = leaf;
+    atomic_init(&x->ref, 1);
     return x;
+}
+
+static void node_ref(struct btree_node *x)
+{
+    atomic_fetch_add_explicit(&x->ref, 1, memory_order_relaxed);
+}
+
+static bool node_shared(const struct btree_node *x)
+{
+    return atomic_load_explicit(&x->ref, memory_order_acquire) > 1;
+}
+
+/* Drop one reference to @x; free it (and what only it held) at zero. */
+static void node_unref(struct btree_node *x, void (*free_item)(void *item))
+{
+    unsigned i;
+
+    if (atomic_fetch_sub_explicit(&x->ref, 1, memory_order_acq_rel) != 1) {
+        return;
+    }
+    for (i = 0; i <= x->n; i++) {
+        if (!x->leaf) {
+            node_unref(x->child[i], free_item);
+        }
+        if (i < x->n && free_item != NULL) {
+            free_item(x->items[i]);
+        }
+    }
+    free(x);
+}
+
+/* Replace the shared node *@link by a private copy. The copy holds new
+ * references on x's children and items; x loses the reference @link held
+ * (and is freed if that was the last one, a clone having let go of it
+ * meanwhile). */
+static int make_private(const struct btree *t, struct btree_node **link)
+{
+    struct btree_node *x = *link, *c;
+    unsigned i;
+
+    if (!node_shared(x)) {
+        return 0;
+    }
+    c = node_new(x->leaf);
+    if (c == NULL) {
+        return IK_ENOMEM;
+    }
+    c->n = x->n;
+    memcpy(c->items, x->items, x->n * sizeof(void *));
+    if (!x->leaf) {
+        memcpy(c->child, x->child, (x->n + 1u) * sizeof(struct btree_node *));
+        for (i = 0; i <= x->n; i++) {
+            node_ref(c->child[i]);
+        }
+    }
+    if (t->ref_item != NULL) {
+        for (i = 0; i < x->n; i++) {
+            t->ref_item(x->items[i]);
+        }
+    }
+    *link = c;
+    node_unref(x, t->unref_item);
+    return 0;
 }
 
 int btree_keycmp(const void *a, size_t alen, const void *b, size_t blen)
@@ -103,27 +189,29 @@ void btree_init(struct btree *t, btree_key_fn key_of)
     t->count = 0;
     t->height = 0;
     t->key_of = key_of;
+    t->ref_item = NULL;
+    t->unref_item = NULL;
 }
 
-static void node_free(struct btree_node *x, void (*free_item)(void *item))
+void btree_set_item_ref(struct btree *t, void (*ref_item)(void *item),
+                        void (*unref_item)(void *item))
 {
-    unsigned i;
+    t->ref_item = ref_item;
+    t->unref_item = unref_item;
+}
 
-    for (i = 0; i <= x->n; i++) {
-        if (!x->leaf) {
-            node_free(x->child[i], free_item);
-        }
-        if (i < x->n && free_item != NULL) {
-            free_item(x->items[i]);
-        }
+void btree_clone(struct btree *t, struct btree *out)
+{
+    *out = *t;
+    if (t->root != NULL) {
+        node_ref(t->root);
     }
-    free(x);
 }
 
 void btree_close(struct btree *t, void (*free_item)(void *item))
 {
     if (t->root != NULL) {
-        node_free(t->root, free_item);
+        node_unref(t->root, free_item);
     }
     t->root = NULL;
     t->count = 0;
@@ -150,16 +238,59 @@ void *btree_get(const struct btree *t, const void *key, size_t len)
     return NULL;
 }
 
-/* Split the full child @i of @x (which is not full) around its median,
- * which moves up into @x at position @i. */
-static int split_child(struct btree_node *x, unsigned i)
+int btree_get_mut(struct btree *t, const void *key, size_t len, void ***slot)
 {
-    struct btree_node *y = x->child[i];
-    struct btree_node *z = node_new(y->leaf);
+    struct btree_node *x = t->root, **link;
+    bool shared = false, found = false;
+    unsigned i = 0;
+
+    *slot = NULL;
+    /* Look first: the common case (nothing shared) needs no second walk,
+     * and a missing key must not cost copies. */
+    while (x != NULL) {
+        shared = shared || node_shared(x);
+        i = node_search(t, x, key, len, &found);
+        if (found) {
+            break;
+        }
+        x = x->leaf ? NULL : x->child[i];
+    }
+    if (x == NULL) {
+        return IK_ENOENT;
+    }
+    if (!shared) {
+        *slot = &x->items[i];
+        return 0;
+    }
+    link = &t->root;
+    for (;;) {
+        if (make_private(t, link) != 0) {
+            return IK_ENOMEM;
+        }
+        x = *link;
+        i = node_search(t, x, key, len, &found);
+        if (found) {
+            *slot = &x->items[i];
+            return 0;
+        }
+        link = &x->child[i];
+    }
+}
+
+/* Split the full child @i of @x (which is private and not full) around its
+ * median, which moves up into @x at position @i. */
+static int split_child(const struct btree *t, struct btree_node *x, unsigned i)
+{
+    struct btree_node *y, *z = node_new(x->child[i]->leaf);
 
     if (z == NULL) {
         return IK_ENOMEM;
     }
+    if (make_private(t, &x->child[i]) != 0) {
+        free(z);
+        return IK_ENOMEM;
+    }
+    y = x->child[i];
     /* z takes y's upper MIN_ITEMS items (and children). */
     z->n = MIN_ITEMS;
     memcpy(z->items, &y->items[MIN_DEGREE], MIN_ITEMS * sizeof(void *));
@@ -204,13 +335,17 @@ int btree_insert(struct btree *t, void *item, void **replaced)
         if (r == NULL) {
             return IK_ENOMEM;
         }
+        /* The tree's reference to the old root becomes r's child slot. */
         r->child[0] = t->root;
-        if (split_child(r, 0) != 0) {
+        if (split_child(t, r, 0) != 0) {
             free(r);
             return IK_ENOMEM;
         }
         t->root = r;
         t->height++;
+    }
+    if (make_private(t, &t->root) != 0) {
+        return IK_ENOMEM;
     }
     x = t->root;
     for (;;) {
@@ -233,7 +368,7 @@ int btree_insert(struct btree *t, void *item, void **replaced)
         }
         if (x->child[i]->n == MAX_ITEMS) {
             int c;
-            if (split_child(x, i) != 0) {
+            if (split_child(t, x, i) != 0) {
                 return IK_ENOMEM;
             }
             c = item_cmp(t, key, len, x->items[i]);
@@ -248,12 +383,15 @@ int btree_insert(struct btree *t, void *item, void **replaced)
                 i++;
             }
         }
+        if (make_private(t, &x->child[i]) != 0) {
+            return IK_ENOMEM;
+        }
         x = x->child[i];
     }
 }
 
 /* Move the last item of child[i - 1] up into x->items[i - 1], and that
- * item down to the front of child[i]. */
+ * item down to the front of child[i]. Both children must be private. */
 static void rotate_right(struct btree_node *x, unsigned i)
 {
     struct btree_node *c = x->child[i];
@@ -289,11 +427,15 @@ static void rotate_left(struct btree_node *x, unsigned i)
 }
 
 /* Merge child[i + 1] and x->items[i] into child[i] (both children have
- * MIN_ITEMS items) and free child[i + 1]. */
-static void merge_children(struct btree_node *x, unsigned i)
+ * MIN_ITEMS items; child[i] must be private) and drop child[i + 1]. If
+ * that one is shared, child[i] takes new references on what it copied
+ * from it instead of taking them over. */
+static void merge_children(const struct btree *t, struct btree_node *x,
+                           unsigned i)
 {
     struct btree_node *y = x->child[i];
     struct btree_node *z = x->child[i + 1];
+    unsigned j;
 
     y->items[y->n] = x->items[i];
     memcpy(&y->items[y->n + 1], z->items, z->n * sizeof(void *));
@@ -306,31 +448,62 @@ static void merge_children(struct btree_node *x, unsigned i)
     memmove(&x->child[i + 1], &x->child[i + 2],
             (x->n - i - 1) * sizeof(struct btree_node *));
     x->n--;
-    free(z);
+    if (!node_shared(z)) {
+        free(z);
+        return;
+    }
+    for (j = 0; j <= z->n; j++) {
+        if (!z->leaf) {
+            node_ref(z->child[j]);
+        }
+        if (j < z->n && t->ref_item != NULL) {
+            t->ref_item(z->items[j]);
+        }
+    }
+    node_unref(z, t->unref_item);
 }
 
-/* Make sure child[i] of @x has more than MIN_ITEMS items; returns the index
- * of the child that now covers the keys child[i] covered. */
-static unsigned fill_child(struct btree_node *x, unsigned i)
+/* Make sure child[*i] of the private node @x has more than MIN_ITEMS
+ * items; *i becomes the index of the child that now covers the keys
+ * child[*i] covered. Returns 0 or IK_ENOMEM (nothing changed but copies). */
+static int fill_child(const struct btree *t, struct btree_node *x, unsigned *pi)
 {
+    unsigned i = *pi;
+
     if (i > 0 && x->child[i - 1]->n > MIN_ITEMS) {
+        if (make_private(t, &x->child[i]) != 0 ||
+            make_private(t, &x->child[i - 1]) != 0) {
+            return IK_ENOMEM;
+        }
         rotate_right(x, i);
     } else if (i < x->n && x->child[i + 1]->n > MIN_ITEMS) {
+        if (make_private(t, &x->child[i]) != 0 ||
+            make_private(t, &x->child[i + 1]) != 0) {
+            return IK_ENOMEM;
+        }
         rotate_left(x, i);
     } else if (i < x->n) {
-        merge_children(x, i);
+        if (make_private(t, &x->child[i]) != 0) {
+            return IK_ENOMEM;
+        }
+        merge_children(t, x, i);
     } else {
-        merge_children(x, i - 1);
-        i--;
+        if (make_private(t, &x->child[i - 1]) != 0) {
+            return IK_ENOMEM;
+        }
+        merge_children(t, x, i - 1);
+        *pi = i - 1;
     }
-    return i;
+    return 0;
 }
 
-/* Remove the item with @key from the subtree of @x, which has more than
- * MIN_ITEMS items unless it is the root. */
-static void *node_delete(struct btree *t, struct btree_node *x, const void *key,
-                         size_t len)
+/* Remove the item with @key from the subtree of the private node @x, which
+ * has more than MIN_ITEMS items unless it is the root. Returns the item,
+ * or NULL with *rv 0 (not found) or IK_ENOMEM. */
+static void *node_delete(const struct btree *t, struct btree_node *x,
+                         const void *key, size_t len, int *rv)
 {
+    *rv = 0;
     for (;;) {
         bool found;
         unsigned i = node_search(t, x, key, len, &found);
@@ -347,57 +520,73 @@ static void *node_delete(struct btree *t, struct btree_node *x, const void *key,
             return item;
         }
         if (found) {
-            void *item = x->items[i];
+            void *item = x->items[i], *moved;
             struct btree_node *y = x->child[i];
             struct btree_node *z = x->child[i + 1];
             const uint8_t *k2;
             size_t l2;
 
-            if (y->n > MIN_ITEMS) {
-                /* Replace by the predecessor, then remove that from y. */
-                struct btree_node *p = y;
+            if (y->n > MIN_ITEMS || z->n > MIN_ITEMS) {
+                /* Replace by the predecessor (or successor), removed from
+                 * its subtree first so a failure changes nothing here. */
+                unsigned side = y->n > MIN_ITEMS ? i : i + 1;
+                const struct btree_node *p = x->child[side];
                 while (!p->leaf) {
-                    p = p->child[p->n];
+                    p = p->child[side == i ? p->n : 0];
                 }
-                x->items[i] = p->items[p->n - 1];
-                k2 = t->key_of(x->items[i], &l2);
-                node_delete(t, y, k2, l2);
-                return item;
-            }
-            if (z->n > MIN_ITEMS) {
-                struct btree_node *s = z;
-                while (!s->leaf) {
-                    s = s->child[0];
+                k2 = t->key_of(side == i ? p->items[p->n - 1] : p->items[0],
+                               &l2);
+                if (make_private(t, &x->child[side]) != 0) {
+                    *rv = IK_ENOMEM;
+                    return NULL;
                 }
-                x->items[i] = s->items[0];
-                k2 = t->key_of(x->items[i], &l2);
-                node_delete(t, z, k2, l2);
+                moved = node_delete(t, x->child[side], k2, l2, rv);
+                if (moved == NULL) {
+                    return NULL;
+                }
+                x->items[i] = moved;
                 return item;
             }
             /* Both minimal: merge them around the item, delete below. */
-            merge_children(x, i);
-            x = y;
+            if (make_private(t, &x->child[i]) != 0) {
+                *rv = IK_ENOMEM;
+                return NULL;
+            }
+            merge_children(t, x, i);
+            x = x->child[i];
             continue;
         }
-        if (x->child[i]->n <= MIN_ITEMS) {
-            i = fill_child(x, i);
+        if (x->child[i]->n <= MIN_ITEMS && fill_child(t, x, &i) != 0) {
+            *rv = IK_ENOMEM;
+            return NULL;
+        }
+        if (make_private(t, &x->child[i]) != 0) {
+            *rv = IK_ENOMEM;
+            return NULL;
         }
         x = x->child[i];
     }
 }
 
-void *btree_delete(struct btree *t, const void *key, size_t len)
+int btree_remove(struct btree *t, const void *key, size_t len, void **out)
 {
     void *item;
-    struct btree_node *r = t->root;
+    struct btree_node *r;
+    int rv;
 
-    if (r == NULL) {
-        return NULL;
+    *out = NULL;
+    if (t->root == NULL) {
+        return IK_ENOENT;
     }
-    item = node_delete(t, r, key, len);
+    if (make_private(t, &t->root) != 0) {
+        return IK_ENOMEM;
+    }
+    r = t->root;
+    item = node_delete(t, r, key, len, &rv);
     if (item != NULL) {
         t->count--;
     }
+    /* Merges may have emptied the root even when nothing was removed. */
     if (r->n == 0) {
         if (r->leaf) {
             t->root = NULL;
@@ -407,7 +596,21 @@ void *btree_delete(struct btree *t, const void *key, size_t len)
         t->height--;
         free(r);
     }
-    return item;
+    if (rv != 0) {
+        return rv;
+    }
+    if (item == NULL) {
+        return IK_ENOENT;
+    }
+    *out = item;
+    return 0;
+}
+
+void *btree_delete(struct btree *t, const void *key, size_t len)
+{
+    void *item;
+
+    return btree_remove(t, key, len, &item) == 0 ? item : NULL;
 }
 
 void btree_iter_seek(struct btree_iter *it, const struct btree *t,
@@ -474,7 +677,8 @@ static int verify_node(struct verify_ctx *c, const struct btree_node *x,
     unsigned i;
     int rv;
 
-    if (x->n > MAX_ITEMS || (!root && x->n < MIN_ITEMS) || x->n == 0) {
+    if (x->n > MAX_ITEMS || (!root && x->n < MIN_ITEMS) || x->n == 0 ||
+        atomic_load_explicit(&x->ref, memory_order_relaxed) == 0) {
         return IK_ECORRUPT;
     }
     if (x->leaf != (depth == c->t->height)) {

@@ -16,6 +16,8 @@ libikada_a_SOURCES = \
 	server/peer_uv.c server/peer_uv.h \
 	server/service.c server/service.h \
 	server/compactor.c server/compactor.h \
+	server/lease.c server/lease.h \
+	server/watch.c server/watch.h \
 	snapshot/snapshot.c snapshot/snapshot.h
 nodist_libikada_a_SOURCES = $(PROTO_H)
 

@@ -5,10 +5,10 @@
  * per key, holding the key bytes inline. A key's retained history is an
  * array of versions ordered by (mod_revision, sub), oldest first; a key with
  * a single version (the common case) stores it inline instead of in an
- * array. Each version is one allocation: 40 bytes of metadata followed by
+ * array. Each version is one allocation: 48 bytes of metadata followed by
  * the value bytes. A tombstone is a version with version == 0.
  *
- * Measured: 1M keys of 22 bytes with 256-byte values take about 380 bytes
+ * Measured: 1M keys of 10 bytes with 256-byte values take about 390 bytes
  * of RSS per key, malloc overhead and the tree included (etcd keeps a Go
  * B-tree key index plus a bbolt database holding a marshalled KeyValue per
  * revision).
@@ -16,9 +16,30 @@
  * Because every change of a txn appends exactly one version to one key,
  * the txn keeps a list of (key, index) and undoes changes by popping them
  * in reverse order; a key whose history becomes empty leaves the index.
+ *
+ * Views share everything with the store and copy nothing up front:
+ *  - the index is a copy-on-write B-tree (btree.h): a view holds a clone,
+ *    and a write to the store copies the shared nodes on its path;
+ *  - a key object is counted by the tree nodes pointing at it (ref); once
+ *    the path to it is private, ref > 1 means some view's node holds it,
+ *    and the writer replaces it by a copy (key_writable) before changing
+ *    its version list;
+ *  - a version is counted by the key objects listing it; versions never
+ *    change after they are appended, so copies of a key share them.
+ * A writer therefore never changes or frees memory a view can reach, so
+ * views can be walked by other threads without locks. The counts are
+ * atomic (same protocol as btree.c) so that a walker thread can also drop
+ * the view's references itself (mvcc_view_discard()): the owner thread
+ * then does not pay for freeing what the store copied away meanwhile.
+ * Without views every count is 1 and writes change everything in place,
+ * as before.
+ * Compaction rewrites version lists in place, so while views are alive it
+ * only records the revision (walks filter by it, see keep_from()) and the
+ * memory is reclaimed after the last view goes (reclaim()).
  */
 #include "server/mvcc.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +52,7 @@ struct mvcc_ver {
     int64_t lease;
     uint32_t sub;
     uint32_t vlen;
+    _Atomic uint32_t ref; /* key objects listing this version */
     uint8_t value[];
 };
 
@@ -42,7 +64,19 @@ struct mvcc_key {
         struct mvcc_ver **many;
     } v;
     uint32_t klen;
+    _Atomic uint32_t ref; /* index node slots holding this key */
     uint8_t key[];
+};
+
+struct mvcc_view {
+    struct btree index; /* clone of the store's index at capture */
+    int64_t rev;
+    int64_t compact_rev;
+    size_t n_revs;      /* walk count when !pending */
+    bool pending;       /* a compaction was waiting at capture */
+    bool discarded;     /* mvcc_view_discard() done: index closed */
+    struct mvcc *owner; /* NULL once the store was closed */
+    struct mvcc_view *prev, *next;
 };
 
 struct mvcc_change {
@@ -51,6 +85,8 @@ struct mvcc_change {
 };
 
 bool (*mvcc_fail_alloc_hook)(void) = NULL;
+
+static void reclaim(struct mvcc *m);
 
 static void *xmalloc(size_t size)
 {
@@ -85,9 +121,12 @@ static struct mvcc_ver *klast(const struct mvcc_key *k)
     return kver(k, k->nver - 1);
 }
 
+/* Header bytes of a version allocation (the value follows). */
+#define VER_HDR sizeof(struct mvcc_ver)
+
 static size_t ver_size(const struct mvcc_ver *v)
 {
-    return sizeof(*v) + v->vlen;
+    return VER_HDR + v->vlen;
 }
 
 static size_t key_size(const struct mvcc_key *k)
@@ -133,12 +172,25 @@ static const struct mvcc_ver *visible_at(const struct mvcc_key *k, int64_t rev)
     return v->version == 0 ? NULL : v;
 }
 
+static void ver_ref(struct mvcc_ver *v)
+{
+    atomic_fetch_add_explicit(&v->ref, 1, memory_order_relaxed);
+}
+
+static void ver_unref(struct mvcc_ver *v)
+{
+    if (atomic_fetch_sub_explicit(&v->ref, 1, memory_order_acq_rel) == 1) {
+        free(v);
+    }
+}
+
+/* Free a key nobody holds any more, dropping its hold on its versions. */
 static void key_free(struct mvcc_key *k)
 {
     uint32_t i;
 
     for (i = 0; i < k->nver; i++) {
-        free(kver(k, i));
+        ver_unref(kver(k, i));
     }
     if (k->cap > 1) {
         free(k->v.many);
@@ -146,32 +198,52 @@ static void key_free(struct mvcc_key *k)
     free(k);
 }
 
-static void key_free_item(void *item)
+/* Index item hooks: a node copy holds the key once more; a freed node (or
+ * the store) lets go of it. */
+static void key_ref_item(void *item)
 {
-    key_free(item);
+    struct mvcc_key *k = item;
+    atomic_fetch_add_explicit(&k->ref, 1, memory_order_relaxed);
+}
+
+static void key_unref_item(void *item)
+{
+    struct mvcc_key *k = item;
+    if (atomic_fetch_sub_explicit(&k->ref, 1, memory_order_acq_rel) == 1) {
+        key_free(k);
+    }
 }
 
 void mvcc_init(struct mvcc *m)
 {
     memset(m, 0, sizeof(*m));
     btree_init(&m->index, key_of);
+    btree_set_item_ref(&m->index, key_ref_item, key_unref_item);
     m->rev = 1;
     m->compact_rev = -1;
 }
 
 void mvcc_close(struct mvcc *m)
 {
+    struct mvcc_view *v;
+
     if (m->txn_open) {
         mvcc_txn_abort(m);
     }
-    btree_close(&m->index, key_free_item);
+    /* Views keep their own references: they outlive the store. */
+    for (v = m->views; v != NULL; v = v->next) {
+        v->owner = NULL;
+    }
+    btree_close(&m->index, key_unref_item);
     free(m->changes);
+    free(m->retired);
     mvcc_init(m);
 }
 
 void mvcc_swap(struct mvcc *a, struct mvcc *b)
 {
     struct mvcc tmp = *a;
+    struct mvcc_view *v;
 
     *a = *b;
     *b = tmp;
@@ -180,6 +252,13 @@ void mvcc_swap(struct mvcc *a, struct mvcc *b)
     b->commit_arg = a->commit_arg;
     a->commit_hook = tmp.commit_hook;
     a->commit_arg = tmp.commit_arg;
+    /* Views follow the data. */
+    for (v = a->views; v != NULL; v = v->next) {
+        v->owner = a;
+    }
+    for (v = b->views; v != NULL; v = v->next) {
+        v->owner = b;
+    }
 }
 
 void mvcc_set_commit_hook(struct mvcc *m,
@@ -202,7 +281,7 @@ int64_t mvcc_compact_rev(const struct mvcc *m)
 
 void mvcc_stats(const struct mvcc *m, struct mvcc_stats *out)
 {
-    out->keys = btree_len(&m->index);
+    out->keys = btree_len(&m->index) - m->n_dead;
     out->revisions = m->n_revs;
     out->bytes = m->bytes;
 }
@@ -221,8 +300,8 @@ static bool is_from_key(const uint8_t *end, size_t end_len)
 
 /* Calls @fn(arg, k) for every key of the range that has an entry in the
  * index (live or not), in order; stops early when @fn returns non-zero. */
-static int range_keys(const struct mvcc *m, const uint8_t *key, size_t key_len,
-                      const uint8_t *end, size_t end_len,
+static int range_keys(const struct btree *index, const uint8_t *key,
+                      size_t key_len, const uint8_t *end, size_t end_len,
                       int (*fn)(void *arg, struct mvcc_key *k), void *arg)
 {
     struct btree_iter it;
@@ -230,13 +309,13 @@ static int range_keys(const struct mvcc *m, const uint8_t *key, size_t key_len,
     bool open = is_from_key(end, end_len);
 
     if (end_len == 0) {
-        k = btree_get(&m->index, key, key_len);
+        k = btree_get(index, key, key_len);
         return k != NULL ? fn(arg, k) : 0;
     }
     if (!open && btree_keycmp(key, key_len, end, end_len) >= 0) {
         return 0;
     }
-    btree_iter_seek(&it, &m->index, key, key_len);
+    btree_iter_seek(&it, index, key, key_len);
     while ((k = btree_iter_next(&it)) != NULL) {
         int rv;
         if (!open && btree_keycmp(k->key, k->klen, end, end_len) >= 0) {
@@ -307,7 +386,7 @@ int mvcc_range(const struct mvcc *m, const uint8_t *key, size_t key_len,
     c.count_only = count_only;
     c.res = res;
     c.cap = 0;
-    rv = range_keys(m, key, key_len, end, end_len, range_visit, &c);
+    rv = range_keys(&m->index, key, key_len, end, end_len, range_visit, &c);
     if (rv != 0) {
         mvcc_range_result_free(res);
         return rv;
@@ -327,7 +406,7 @@ int mvcc_get(const struct mvcc *m, const uint8_t *key, size_t key_len,
 {
     const struct mvcc_key *k = btree_get(&m->index, key, key_len);
 
-    if (k == NULL || klast(k)->version == 0) {
+    if (k == NULL || k->nver == 0 || klast(k)->version == 0) {
         return IK_ENOENT;
     }
     fill_kv(k, klast(k), kv);
@@ -377,12 +456,13 @@ static int reserve_change(struct mvcc *m)
 
 static struct mvcc_ver *ver_new(const uint8_t *value, size_t vlen)
 {
-    struct mvcc_ver *v = xmalloc(sizeof(*v) + vlen);
+    struct mvcc_ver *v = xmalloc(VER_HDR + vlen);
 
     if (v == NULL) {
         return NULL;
     }
-    memset(v, 0, sizeof(*v));
+    memset(v, 0, VER_HDR);
+    atomic_init(&v->ref, 1);
     v->vlen = (uint32_t)vlen;
     if (vlen > 0) {
         memcpy(v->value, value, vlen);
@@ -401,8 +481,106 @@ static struct mvcc_key *key_new(const uint8_t *key, size_t klen)
     k->cap = 0;
     k->v.one = NULL;
     k->klen = (uint32_t)klen;
+    atomic_init(&k->ref, 1);
     memcpy(k->key, key, klen);
     return k;
+}
+
+/* A private copy of @k (same key, same versions, each held once more),
+ * with room for one more version. */
+static struct mvcc_key *key_copy(const struct mvcc_key *k)
+{
+    struct mvcc_key *c;
+    uint32_t i, ncap;
+
+    if (k->nver >= UINT32_MAX / 2) {
+        return NULL;
+    }
+    c = key_new(k->key, k->klen);
+    if (c == NULL) {
+        return NULL;
+    }
+    if (k->nver > 0) {
+        ncap = k->nver + 1 > 4 ? k->nver + 1 : 4;
+        c->v.many = xmalloc(ncap * sizeof(*c->v.many));
+        if (c->v.many == NULL) {
+            free(c);
+            return NULL;
+        }
+        c->cap = ncap;
+        for (i = 0; i < k->nver; i++) {
+            c->v.many[i] = kver(k, i);
+            ver_ref(c->v.many[i]);
+        }
+        c->nver = k->nver;
+    }
+    return c;
+}
+
+/*
+ * Find @key for writing: *out is the key object, now private to the store
+ * (its path in the index copied where a view shares it, the object itself
+ * copied if a view holds it too), or NULL if the key is not in the index.
+ * Returns 0 or IK_ENOMEM (content unchanged, *out NULL).
+ */
+static int key_writable(struct mvcc *m, const uint8_t *key, size_t key_len,
+                        struct mvcc_key **out)
+{
+    void **slot;
+    struct mvcc_key *k, *c;
+    int rv = btree_get_mut(&m->index, key, key_len, &slot);
+
+    *out = NULL;
+    if (rv == IK_ENOENT) {
+        return 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    k = *slot;
+    if (atomic_load_explicit(&k->ref, memory_order_acquire) > 1) {
+        if (m->txn_open && m->n_retired == m->cap_retired) {
+            size_t ncap = m->cap_retired == 0 ? 16 : m->cap_retired * 2;
+            struct mvcc_key **r = xrealloc(m->retired, ncap * sizeof(*r));
+            if (r == NULL) {
+                return IK_ENOMEM;
+            }
+            m->retired = r;
+            m->cap_retired = ncap;
+        }
+        c = key_copy(k);
+        if (c == NULL) {
+            return IK_ENOMEM;
+        }
+        m->bytes += key_size(c);
+        m->bytes -= key_size(k);
+        *slot = c;
+        /* The store's reference to the old object: usually a view's node
+         * still holds it too, but one discarded on another thread may not.
+         * Inside a txn, kvs read before this write point into it: keep it
+         * until the txn ends. */
+        if (m->txn_open) {
+            m->retired[m->n_retired++] = k;
+        } else {
+            key_unref_item(k);
+        }
+        k = c;
+    }
+    *out = k;
+    return 0;
+}
+
+/* Let go of the key objects the txn replaced by copies. */
+static void drop_retired(struct mvcc *m)
+{
+    while (m->n_retired > 0) {
+        key_unref_item(m->retired[--m->n_retired]);
+    }
+    if (m->cap_retired > 1024) {
+        free(m->retired);
+        m->retired = NULL;
+        m->cap_retired = 0;
+    }
 }
 
 /* Make room for one more version in @k. */
@@ -455,8 +633,10 @@ static void key_append(struct mvcc *m, struct mvcc_key *k, struct mvcc_ver *v)
     m->bytes += ver_size(v);
 }
 
-/* Drop the last version of @k; if @k becomes empty it leaves the index and
- * is freed. */
+/* Drop the last version of the private key @k; if @k becomes empty it
+ * leaves the index and is freed. If a view shares the index nodes and
+ * copying them fails, it stays in the index, empty (a dead key: reads and
+ * walks skip it, reclaim() removes it). */
 static void key_pop(struct mvcc *m, struct mvcc_key *k)
 {
     struct mvcc_ver *v = klast(k);
@@ -464,11 +644,15 @@ static void key_pop(struct mvcc *m, struct mvcc_key *k)
     k->nver--;
     m->n_revs--;
     m->bytes -= ver_size(v);
-    free(v);
+    ver_unref(v);
     if (k->nver == 0) {
-        btree_delete(&m->index, k->key, k->klen);
+        void *item;
+        if (btree_remove(&m->index, k->key, k->klen, &item) != 0) {
+            m->n_dead++;
+            return;
+        }
         m->bytes -= key_size(k);
-        key_free(k);
+        key_unref_item(item);
     } else if (k->nver == 1 && k->cap > 1) {
         /* Back to the inline form, as before the array was needed. */
         struct mvcc_ver *only = k->v.many[0];
@@ -519,6 +703,9 @@ static int append_change(struct mvcc *m, struct mvcc_key *k, const uint8_t *key,
             free(v);
             return rv;
         }
+        if (k->nver == 0) {
+            m->n_dead--; /* a dead key comes back to life */
+        }
     }
     key_append(m, k, v);
     m->changes[m->n_changes].k = k;
@@ -534,13 +721,17 @@ int mvcc_txn_put(struct mvcc *m, const uint8_t *key, size_t key_len,
     struct mvcc_ver *v;
     const struct mvcc_ver *last = NULL;
     int64_t rev = m->rev + 1;
+    int rv;
 
     if (!m->txn_open || key_len == 0 || key_len > UINT32_MAX ||
-        value_len > UINT32_MAX - sizeof(struct mvcc_ver)) {
+        value_len > UINT32_MAX - VER_HDR) {
         return IK_EINVAL;
     }
-    k = btree_get(&m->index, key, key_len);
-    if (k != NULL && klast(k)->version != 0) {
+    rv = key_writable(m, key, key_len, &k);
+    if (rv != 0) {
+        return rv;
+    }
+    if (k != NULL && k->nver > 0 && klast(k)->version != 0) {
         last = klast(k);
     }
     v = ver_new(value, value_len);
@@ -566,8 +757,16 @@ static int delete_visit(void *arg, struct mvcc_key *k)
     struct mvcc_ver *v;
     int rv;
 
-    if (klast(k)->version == 0) {
+    if (k->nver == 0 || klast(k)->version == 0) {
         return 0;
+    }
+    if (c->m->views != NULL) {
+        /* Views may share the key and its path: write through a private
+         * copy. */
+        rv = key_writable(c->m, k->key, k->klen, &k);
+        if (rv != 0) {
+            return rv;
+        }
     }
     v = ver_new(NULL, 0);
     if (v == NULL) {
@@ -580,6 +779,32 @@ static int delete_visit(void *arg, struct mvcc_key *k)
         return rv;
     }
     c->deleted++;
+    return 0;
+}
+
+struct key_list {
+    struct mvcc_key **keys;
+    size_t n, cap;
+};
+
+/* Lists the keys of a range that a delete would tombstone. */
+static int list_visit(void *arg, struct mvcc_key *k)
+{
+    struct key_list *l = arg;
+
+    if (k->nver == 0 || klast(k)->version == 0) {
+        return 0;
+    }
+    if (l->n == l->cap) {
+        size_t ncap = l->cap == 0 ? 16 : l->cap * 2;
+        struct mvcc_key **p = xrealloc(l->keys, ncap * sizeof(*p));
+        if (p == NULL) {
+            return IK_ENOMEM;
+        }
+        l->keys = p;
+        l->cap = ncap;
+    }
+    l->keys[l->n++] = k;
     return 0;
 }
 
@@ -596,9 +821,24 @@ int mvcc_txn_delete_range(struct mvcc *m, const uint8_t *key, size_t key_len,
     if (!m->txn_open) {
         return IK_EINVAL;
     }
-    /* Appending versions does not change the index, so the walk stays
-     * valid while it writes tombstones. */
-    rv = range_keys(m, key, key_len, end, end_len, delete_visit, &c);
+    if (m->views == NULL) {
+        /* Appending versions does not change the index structure, so the
+         * walk stays valid while it writes tombstones. */
+        rv =
+            range_keys(&m->index, key, key_len, end, end_len, delete_visit, &c);
+    } else {
+        /* With views, writes copy nodes away from under a walk, and a view
+         * discarded on another thread could then free them: list the keys
+         * first. Each listed key stays alive: it is in the index until its
+         * own write replaces it, and then retired until the txn ends. */
+        struct key_list l = {NULL, 0, 0};
+        size_t i;
+        rv = range_keys(&m->index, key, key_len, end, end_len, list_visit, &l);
+        for (i = 0; i < l.n && rv == 0; i++) {
+            rv = delete_visit(&c, l.keys[i]);
+        }
+        free(l.keys);
+    }
     if (rv != 0) {
         rollback_to(m, before);
         return rv;
@@ -653,6 +893,8 @@ int64_t mvcc_txn_end(struct mvcc *m)
         m->changes = NULL;
         m->cap_changes = 0;
     }
+    drop_retired(m);
+    reclaim(m);
     return m->rev;
 }
 
@@ -663,6 +905,8 @@ void mvcc_txn_abort(struct mvcc *m)
     }
     rollback_to(m, 0);
     m->txn_open = false;
+    drop_retired(m);
+    reclaim(m);
 }
 
 int mvcc_put(struct mvcc *m, const uint8_t *key, size_t key_len,
@@ -709,11 +953,12 @@ int mvcc_delete_range(struct mvcc *m, const uint8_t *key, size_t key_len,
     return 0;
 }
 
-/* Compact one key's history at @rev. Returns true if the key has no
- * version left (the caller removes it from the index). */
-static bool compact_key(struct mvcc *m, struct mvcc_key *k, int64_t rev)
+/* Index of the first version of @k that a compaction at @rev keeps: the
+ * latest version <= @rev stays unless it is a tombstone, everything older
+ * goes. 0 when nothing goes (also for @rev -1). */
+static size_t keep_from(const struct mvcc_key *k, int64_t rev)
 {
-    size_t lo = 0, hi = k->nver, drop, i;
+    size_t lo = 0, hi = k->nver;
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -724,11 +969,22 @@ static bool compact_key(struct mvcc *m, struct mvcc_key *k, int64_t rev)
         }
     }
     if (lo == 0) {
-        return false; /* everything is newer than rev */
+        return 0; /* everything is newer than rev */
     }
-    /* kver(lo - 1) is the version visible at rev: keep it unless it is a
-     * tombstone; everything before it goes. */
-    drop = kver(k, lo - 1)->version == 0 ? lo : lo - 1;
+    return kver(k, lo - 1)->version == 0 ? lo : lo - 1;
+}
+
+/* Compact one key's history at @rev, in place (no view may share it).
+ * Returns true if the key has no version left (the caller removes it from
+ * the index). */
+static bool compact_key(struct mvcc *m, struct mvcc_key *k, int64_t rev)
+{
+    size_t drop = keep_from(k, rev), i;
+
+    if (k->nver == 0) {
+        m->n_dead--; /* a dead key: remove it */
+        return true;
+    }
     if (drop == 0) {
         return false;
     }
@@ -736,7 +992,7 @@ static bool compact_key(struct mvcc *m, struct mvcc_key *k, int64_t rev)
         struct mvcc_ver *v = kver(k, i);
         m->bytes -= ver_size(v);
         m->n_revs--;
-        free(v);
+        ver_unref(v);
     }
     if (drop == k->nver) {
         k->nver = 0;
@@ -764,11 +1020,43 @@ static bool compact_key(struct mvcc *m, struct mvcc_key *k, int64_t rev)
     return false;
 }
 
-int mvcc_compact(struct mvcc *m, int64_t rev)
+/* Apply the compaction at m->compact_rev to memory and drop dead keys.
+ * Only without views (nothing shared) and outside a txn. */
+static void compact_now(struct mvcc *m)
 {
     struct btree_iter it;
     struct mvcc_key *k;
 
+    btree_iter_seek(&it, &m->index, NULL, 0);
+    k = btree_iter_next(&it);
+    while (k != NULL) {
+        struct mvcc_key *next = btree_iter_next(&it);
+        if (compact_key(m, k, m->compact_rev)) {
+            btree_delete(&m->index, k->key, k->klen);
+            m->bytes -= key_size(k);
+            key_unref_item(k);
+            if (next != NULL) {
+                /* The delete invalidated the iterator: find next again. */
+                btree_iter_seek(&it, &m->index, next->key, next->klen);
+                next = btree_iter_next(&it);
+            }
+        }
+        k = next;
+    }
+    m->compact_pending = false;
+}
+
+/* Catch up on what views held back, once none is left. */
+static void reclaim(struct mvcc *m)
+{
+    if (m->views == NULL && !m->txn_open &&
+        (m->compact_pending || m->n_dead > 0)) {
+        compact_now(m);
+    }
+}
+
+int mvcc_compact(struct mvcc *m, int64_t rev)
+{
     if (m->txn_open) {
         return IK_EINVAL;
     }
@@ -779,35 +1067,22 @@ int mvcc_compact(struct mvcc *m, int64_t rev)
         return IK_EFUTUREREV;
     }
     m->compact_rev = rev;
-    btree_iter_seek(&it, &m->index, NULL, 0);
-    k = btree_iter_next(&it);
-    while (k != NULL) {
-        struct mvcc_key *next = btree_iter_next(&it);
-        if (compact_key(m, k, rev)) {
-            btree_delete(&m->index, k->key, k->klen);
-            m->bytes -= key_size(k);
-            key_free(k);
-            if (next != NULL) {
-                /* The delete invalidated the iterator: find next again. */
-                btree_iter_seek(&it, &m->index, next->key, next->klen);
-                next = btree_iter_next(&it);
-            }
-        }
-        k = next;
-    }
+    m->compact_pending = true;
+    reclaim(m);
     return 0;
 }
 
-int mvcc_walk(const struct mvcc *m,
-              int (*fn)(void *arg, const struct mvcc_kv *kv), void *arg)
+/* Walk an index as a compaction at @compact_rev would have left it. */
+static int walk_index(const struct btree *index, int64_t compact_rev,
+                      int (*fn)(void *arg, const struct mvcc_kv *kv), void *arg)
 {
     struct btree_iter it;
     const struct mvcc_key *k;
 
-    btree_iter_seek(&it, &m->index, NULL, 0);
+    btree_iter_seek(&it, index, NULL, 0);
     while ((k = btree_iter_next(&it)) != NULL) {
-        uint32_t i;
-        for (i = 0; i < k->nver; i++) {
+        size_t i;
+        for (i = keep_from(k, compact_rev); i < k->nver; i++) {
             struct mvcc_kv kv;
             int rv;
             fill_kv(k, kver(k, i), &kv);
@@ -820,6 +1095,150 @@ int mvcc_walk(const struct mvcc *m,
     return 0;
 }
 
+static size_t count_index(const struct btree *index, int64_t compact_rev)
+{
+    struct btree_iter it;
+    const struct mvcc_key *k;
+    size_t n = 0;
+
+    btree_iter_seek(&it, index, NULL, 0);
+    while ((k = btree_iter_next(&it)) != NULL) {
+        n += k->nver - keep_from(k, compact_rev);
+    }
+    return n;
+}
+
+int mvcc_walk(const struct mvcc *m,
+              int (*fn)(void *arg, const struct mvcc_kv *kv), void *arg)
+{
+    return walk_index(&m->index, m->compact_rev, fn, arg);
+}
+
+size_t mvcc_walk_count(const struct mvcc *m)
+{
+    return m->compact_pending ? count_index(&m->index, m->compact_rev)
+                              : m->n_revs;
+}
+
+/* ---- Views ------------------------------------------------------------- */
+
+int mvcc_view_take(struct mvcc *m, struct mvcc_view **out)
+{
+    struct mvcc_view *v;
+
+    *out = NULL;
+    if (m->txn_open) {
+        return IK_EINVAL;
+    }
+    v = xmalloc(sizeof(*v));
+    if (v == NULL) {
+        return IK_ENOMEM;
+    }
+    btree_clone(&m->index, &v->index);
+    v->rev = m->rev;
+    v->compact_rev = m->compact_rev;
+    v->n_revs = m->n_revs;
+    v->pending = m->compact_pending;
+    v->discarded = false;
+    v->owner = m;
+    v->prev = NULL;
+    v->next = m->views;
+    if (m->views != NULL) {
+        m->views->prev = v;
+    }
+    m->views = v;
+    *out = v;
+    return 0;
+}
+
+void mvcc_view_release(struct mvcc_view *v)
+{
+    struct mvcc *m = v->owner;
+
+    if (m != NULL) {
+        if (v->prev != NULL) {
+            v->prev->next = v->next;
+        } else {
+            m->views = v->next;
+        }
+        if (v->next != NULL) {
+            v->next->prev = v->prev;
+        }
+    }
+    /* First let go of the shared nodes, so a reclaim finds nothing shared
+     * if this was the last view. */
+    if (!v->discarded) {
+        btree_close(&v->index, key_unref_item);
+    }
+    free(v);
+    if (m != NULL) {
+        reclaim(m);
+    }
+}
+
+void mvcc_view_discard(struct mvcc_view *v)
+{
+    mvcc_view_discard_paced(v, NULL, NULL);
+}
+
+/* The pacing of the discard running on this thread (btree_close() passes
+ * no context to its item callback). */
+struct pace {
+    void (*fn)(void *arg);
+    void *arg;
+    unsigned n;
+};
+static _Thread_local struct pace *pace_of_thread;
+
+static void key_unref_paced(void *item)
+{
+    struct pace *p = pace_of_thread;
+
+    key_unref_item(item);
+    if (++p->n % MVCC_DISCARD_PACE == 0) {
+        p->fn(p->arg);
+    }
+}
+
+void mvcc_view_discard_paced(struct mvcc_view *v, void (*pace)(void *arg),
+                             void *arg)
+{
+    struct pace p = {pace, arg, 0};
+
+    if (v->discarded) {
+        return;
+    }
+    if (pace == NULL) {
+        btree_close(&v->index, key_unref_item);
+    } else {
+        pace_of_thread = &p;
+        btree_close(&v->index, key_unref_paced);
+        pace_of_thread = NULL;
+    }
+    v->discarded = true;
+}
+
+int64_t mvcc_view_rev(const struct mvcc_view *v)
+{
+    return v->rev;
+}
+
+int64_t mvcc_view_compact_rev(const struct mvcc_view *v)
+{
+    return v->compact_rev;
+}
+
+size_t mvcc_view_walk_count(const struct mvcc_view *v)
+{
+    return v->pending ? count_index(&v->index, v->compact_rev) : v->n_revs;
+}
+
+int mvcc_view_walk(const struct mvcc_view *v,
+                   int (*fn)(void *arg, const struct mvcc_kv *kv), void *arg)
+{
+    return walk_index(&v->index, v->compact_rev, fn, arg);
+}
+
 int mvcc_load_kv(struct mvcc *m, const struct mvcc_kv *kv)
 {
     struct mvcc_key *k;
@@ -827,8 +1246,8 @@ int mvcc_load_kv(struct mvcc *m, const struct mvcc_kv *kv)
     int rv;
 
     if (m->txn_open || kv->key_len == 0 || kv->key_len > UINT32_MAX ||
-        kv->value_len > UINT32_MAX - sizeof(struct mvcc_ver) ||
-        kv->mod_revision < 1 || kv->version < 0) {
+        kv->value_len > UINT32_MAX - VER_HDR || kv->mod_revision < 1 ||
+        kv->version < 0) {
         return IK_EINVAL;
     }
     if (kv->version == 0) {
@@ -839,8 +1258,11 @@ int mvcc_load_kv(struct mvcc *m, const struct mvcc_kv *kv)
                kv->create_revision > kv->mod_revision) {
         return IK_EINVAL;
     }
-    k = btree_get(&m->index, kv->key, kv->key_len);
-    if (k != NULL) {
+    rv = key_writable(m, kv->key, kv->key_len, &k);
+    if (rv != 0) {
+        return rv;
+    }
+    if (k != NULL && k->nver > 0) {
         const struct mvcc_ver *last = klast(k);
         if (kv->mod_revision < last->mod ||
             (kv->mod_revision == last->mod && kv->sub <= last->sub)) {
@@ -875,6 +1297,9 @@ int mvcc_load_kv(struct mvcc *m, const struct mvcc_kv *kv)
             free(v);
             return rv;
         }
+        if (k->nver == 0) {
+            m->n_dead--;
+        }
     }
     key_append(m, k, v);
     if (kv->mod_revision > m->load_max_rev) {
@@ -891,5 +1316,11 @@ int mvcc_load_finish(struct mvcc *m, int64_t rev, int64_t compact_rev)
     }
     m->rev = rev;
     m->compact_rev = compact_rev;
+    /* Loaded history older than the compaction (only crafted input has
+     * any) goes now, so walks and counts agree with the memory. */
+    if (compact_rev >= 0) {
+        m->compact_pending = true;
+        reclaim(m);
+    }
     return 0;
 }

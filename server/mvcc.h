@@ -36,9 +36,27 @@
  * Memory: the store copies every key and value it is given. Pointers in a
  * struct mvcc_kv handed out by the store point into the store: they stay
  * valid until the next mvcc_txn_end()/mvcc_txn_abort()/mvcc_compact()/
- * mvcc_close()/mvcc_swap() (writes inside an open txn do not move existing
- * versions, so a kv read before a put in the same txn stays valid until the
- * txn ends). Copy what you need to keep.
+ * mvcc_close()/mvcc_swap()/mvcc_view_release() (writes inside an open txn
+ * do not move existing versions, so a kv read before a put in the same txn
+ * stays valid until the txn ends). Copy what you need to keep.
+ *
+ * Views (snapshots of the whole state for another thread):
+ * mvcc_view_take() captures, in O(1), an immutable view of the store as it
+ * is: keys, retained history, revision and compacted revision. The store
+ * goes on taking writes; a view never sees them. Implementation: the index
+ * is a copy-on-write B-tree shared with the view, and keys and versions are
+ * reference counted, so a write copies the few nodes and the key it
+ * changes when they are shared, never the whole store (see mvcc.c).
+ * While at least one view is alive, mvcc_compact() only records the new
+ * compacted revision (reads and walks behave exactly as after a full
+ * compaction); the memory is reclaimed when the last view is released.
+ *
+ * Threading: a store and its views belong to one thread (the owner), which
+ * does every call below except those marked "any thread". Views may be
+ * read (mvcc_view_walk() etc.) by other threads, concurrently with the
+ * owner writing the store, until the owner releases them; the last reader
+ * may also discard the view's data itself (mvcc_view_discard()), so the
+ * owner's release is O(1).
  */
 #ifndef IKADA_MVCC_H
 #define IKADA_MVCC_H
@@ -79,6 +97,7 @@ struct mvcc_stats {
 
 struct mvcc_key;
 struct mvcc_change;
+struct mvcc_view;
 
 struct mvcc {
     /* Private: use the functions below. */
@@ -94,6 +113,12 @@ struct mvcc {
     int64_t load_max_rev; /* highest mod revision seen by mvcc_load_kv() */
     void (*commit_hook)(void *arg, const struct mvcc *m);
     void *commit_arg;
+    struct mvcc_view *views; /* live views sharing this store's data */
+    bool compact_pending;    /* compact_rev recorded, memory not reclaimed */
+    size_t n_dead; /* keys left in the index without versions (see mvcc.c) */
+    struct mvcc_key **retired; /* keys the open txn replaced by copies */
+    size_t n_retired;
+    size_t cap_retired;
 };
 
 /*
@@ -106,11 +131,13 @@ extern bool (*mvcc_fail_alloc_hook)(void);
 void mvcc_init(struct mvcc *m);
 
 /* Free everything (an open txn is discarded). @m can be mvcc_init()ed
- * again. */
+ * again. Views still alive stay valid (they keep what they share) and
+ * must still be released; they are no longer tied to @m. */
 void mvcc_close(struct mvcc *m);
 
 /* Exchange the contents (keys, history, revisions) of two stores; each
- * keeps its own commit hook. Neither may have an open txn. */
+ * keeps its own commit hook. Neither may have an open txn. Live views
+ * follow the contents they were taken from. */
 void mvcc_swap(struct mvcc *a, struct mvcc *b);
 
 /* Current revision: the revision of the last write that changed the store
@@ -121,6 +148,8 @@ int64_t mvcc_rev(const struct mvcc *m);
  * fail with IK_ECOMPACTED. */
 int64_t mvcc_compact_rev(const struct mvcc *m);
 
+/* Sizes of the stored data. While a compaction waits for views to go away
+ * (see Views), keys, revisions and bytes still count what it drops. */
 void mvcc_stats(const struct mvcc *m, struct mvcc_stats *out);
 
 /*
@@ -215,7 +244,11 @@ void mvcc_set_commit_hook(struct mvcc *m,
                           void (*fn)(void *arg, const struct mvcc *m),
                           void *arg);
 
-/* Undo every change of the open txn and close it. Never allocates. */
+/* Undo every change of the open txn and close it. Cannot fail. Without
+ * views it never allocates; with views alive it may try to (to unlink a
+ * key the txn created from index nodes a view shares) and if that fails
+ * the key stays in the index without versions, invisible to every read,
+ * until the memory of the next compaction or last view release. */
 void mvcc_txn_abort(struct mvcc *m);
 
 /* One-write conveniences: begin, write, end (abort on error). *rev (if not
@@ -231,7 +264,9 @@ int mvcc_delete_range(struct mvcc *m, const uint8_t *key, size_t key_len,
  * Compact at @rev: drop every version that no read at @rev or later needs
  * (for each key, everything older than its latest version <= @rev, and
  * that version too if it is a tombstone; keys left without versions leave
- * the index). Memory is freed before returning.
+ * the index). Memory is freed before returning, or, while views are alive,
+ * when the last one is released (the dropped versions are gone for every
+ * reader and walker right away either way).
  * Returns 0; IK_ECOMPACTED if @rev <= mvcc_compact_rev(); IK_EFUTUREREV if
  * @rev > mvcc_rev(); IK_EINVAL if a txn is open. Never allocates.
  */
@@ -245,6 +280,64 @@ int mvcc_compact(struct mvcc *m, int64_t rev);
  */
 int mvcc_walk(const struct mvcc *m,
               int (*fn)(void *arg, const struct mvcc_kv *kv), void *arg);
+
+/* Number of versions a full mvcc_walk() visits. O(1), except while a
+ * compaction waits for views (then it counts, O(keys)). */
+size_t mvcc_walk_count(const struct mvcc *m);
+
+/*
+ * Capture a view of the whole store (see Views above) in O(1). The store
+ * must have no open txn. *@out belongs to the caller until
+ * mvcc_view_release(). Returns 0, IK_EINVAL (open txn) or IK_ENOMEM (*@out
+ * NULL).
+ */
+int mvcc_view_take(struct mvcc *m, struct mvcc_view **out);
+
+/*
+ * Release a view: frees what only it kept alive (unless mvcc_view_discard()
+ * did) and, if it was the last view of its store and a compaction was
+ * waiting, reclaims that memory now (O(keys), as mvcc_compact() without
+ * views). Owner thread, once no other thread uses the view any more.
+ */
+void mvcc_view_release(struct mvcc_view *v);
+
+/*
+ * Let go of the view's data now: frees what only the view kept alive
+ * (typically what the store copied away since capture), so that the
+ * release is O(1) for the owner. Any thread, once every walk of the view
+ * is over; the view can then no longer be walked or counted (its revisions
+ * can still be read), only released, by the owner, which must happen
+ * after this call returns (e.g. from a work request's completion on the
+ * owner's loop). Idempotent.
+ */
+void mvcc_view_discard(struct mvcc_view *v);
+
+/*
+ * mvcc_view_discard() calling @pace(@arg) after every MVCC_DISCARD_PACE
+ * keys it lets go of, so the caller can spread the freeing over time (e.g.
+ * sleep a little): with glibc, a burst of frees from one thread is
+ * consolidated later in one go by whichever thread next grows the heap,
+ * i.e. the store's owner. @pace NULL: no pacing.
+ */
+#define MVCC_DISCARD_PACE 2048
+void mvcc_view_discard_paced(struct mvcc_view *v, void (*pace)(void *arg),
+                             void *arg);
+
+/* The store revision and compacted revision at capture. Any thread. */
+int64_t mvcc_view_rev(const struct mvcc_view *v);
+int64_t mvcc_view_compact_rev(const struct mvcc_view *v);
+
+/* Number of versions mvcc_view_walk() visits: O(1), or O(keys) if a
+ * compaction was waiting at capture. Any thread. */
+size_t mvcc_view_walk_count(const struct mvcc_view *v);
+
+/*
+ * mvcc_walk() over the view: the store's content at capture, whatever was
+ * written since. The kvs point into memory the view keeps alive until it
+ * is released. Any thread, several at once.
+ */
+int mvcc_view_walk(const struct mvcc_view *v,
+                   int (*fn)(void *arg, const struct mvcc_kv *kv), void *arg);
 
 /*
  * Rebuilding a store (snapshot restore): on a freshly mvcc_init()ed store,

@@ -275,9 +275,11 @@ int node_transfer(struct node *n, struct node_transfer *t, uint64_t target,
                   node_transfer_cb cb);
 
 /*
- * Stop raft and release everything. Outstanding proposals and reads
- * complete with an error before @cb fires. @cb runs on the loop once all
- * handles are closed; the node is already freed then.
+ * Stop the member before the process exits: outstanding stalled requests
+ * and queued reads fail with IK_ESTOPPED, new requests are refused, and
+ * once the leader's appended entries are on disk (waiting at most a few
+ * seconds) @cb fires. raft is not torn down and nothing is freed (see
+ * node.c for why): the caller must exit the process after @cb.
  */
 void node_close(struct node *n, void (*cb)(void *arg), void *arg);
 

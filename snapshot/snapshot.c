@@ -275,19 +275,25 @@ static void end_section(struct writer *w, unsigned idx, uint32_t type,
     put32(e + 36, 0);
 }
 
-int snapshot_encode(const struct mvcc *m, const struct snapshot_section *extra,
-                    unsigned n_extra, void **out, size_t *out_len)
+/* What the KV section is made from: a live store or a view. */
+struct kv_source {
+    const struct mvcc *m;
+    const struct mvcc_view *v;
+};
+
+static int encode(const struct kv_source *src,
+                  const struct snapshot_section *extra, unsigned n_extra,
+                  void **out, size_t *out_len)
 {
     struct writer w;
     struct kv_enc enc;
-    struct mvcc_stats st;
     unsigned i, j, n = n_extra + 1;
     size_t start;
     uint32_t crc;
 
     *out = NULL;
     *out_len = 0;
-    if (mvcc_txn_is_open(m) || n_extra >= MAX_SECTIONS) {
+    if (n_extra >= MAX_SECTIONS) {
         return IK_EINVAL;
     }
     for (i = 0; i < n_extra; i++) {
@@ -315,15 +321,24 @@ int snapshot_encode(const struct mvcc *m, const struct snapshot_section *extra,
     /* Section 0: the store. */
     start = w.len;
     w.sec_raw = 0;
-    mvcc_stats(m, &st);
-    wr64(&w, (uint64_t)mvcc_rev(m));
-    wr64(&w, (uint64_t)mvcc_compact_rev(m));
-    wr64(&w, (uint64_t)st.revisions);
+    if (src->v != NULL) {
+        wr64(&w, (uint64_t)mvcc_view_rev(src->v));
+        wr64(&w, (uint64_t)mvcc_view_compact_rev(src->v));
+        wr64(&w, (uint64_t)mvcc_view_walk_count(src->v));
+    } else {
+        wr64(&w, (uint64_t)mvcc_rev(src->m));
+        wr64(&w, (uint64_t)mvcc_compact_rev(src->m));
+        wr64(&w, (uint64_t)mvcc_walk_count(src->m));
+    }
     enc.w = &w;
     enc.last_key = NULL;
     enc.last_len = 0;
     if (w.err == 0) {
-        mvcc_walk(m, enc_kv, &enc);
+        if (src->v != NULL) {
+            mvcc_view_walk(src->v, enc_kv, &enc);
+        } else {
+            mvcc_walk(src->m, enc_kv, &enc);
+        }
     }
     end_section(&w, 0, SNAPSHOT_SECTION_KV, start);
 
@@ -350,6 +365,28 @@ int snapshot_encode(const struct mvcc *m, const struct snapshot_section *extra,
     *out = w.out;
     *out_len = w.len;
     return 0;
+}
+
+int snapshot_encode(const struct mvcc *m, const struct snapshot_section *extra,
+                    unsigned n_extra, void **out, size_t *out_len)
+{
+    struct kv_source src = {m, NULL};
+
+    if (mvcc_txn_is_open(m)) {
+        *out = NULL;
+        *out_len = 0;
+        return IK_EINVAL;
+    }
+    return encode(&src, extra, n_extra, out, out_len);
+}
+
+int snapshot_encode_view(const struct mvcc_view *v,
+                         const struct snapshot_section *extra, unsigned n_extra,
+                         void **out, size_t *out_len)
+{
+    struct kv_source src = {NULL, v};
+
+    return encode(&src, extra, n_extra, out, out_len);
 }
 
 /* ---- Decoding ---------------------------------------------------------- */

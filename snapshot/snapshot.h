@@ -13,6 +13,11 @@
  *
  * Pure: no I/O. Deterministic: the same store and sections give the same
  * bytes.
+ *
+ * Threading: snapshot_encode_view() only reads the view and its own
+ * buffers, so it can run on any thread (e.g. libuv's thread pool) while the
+ * store's owner keeps writing the store; the other functions touch only
+ * what they are given. The allocation hook is read, never written.
  */
 #ifndef IKADA_SNAPSHOT_H
 #define IKADA_SNAPSHOT_H
@@ -22,6 +27,7 @@
 #include <stdint.h>
 
 struct mvcc;
+struct mvcc_view;
 
 /* Section types. Values are part of the format: never reuse one. */
 enum snapshot_section_type {
@@ -52,6 +58,18 @@ extern bool (*snapshot_fail_alloc_hook)(void);
  */
 int snapshot_encode(const struct mvcc *m, const struct snapshot_section *extra,
                     unsigned n_extra, void **out, size_t *out_len);
+
+/*
+ * snapshot_encode() of the store as view @v captured it (mvcc.h): the same
+ * bytes snapshot_encode() would have produced at capture with the same
+ * extra sections. Callable from any thread while the view is alive; the
+ * extra sections' data must stay unchanged meanwhile. Returns 0,
+ * IK_EINVAL (duplicate or KV extra section type) or IK_ENOMEM; on error
+ * nothing is allocated and *out is NULL.
+ */
+int snapshot_encode_view(const struct mvcc_view *v,
+                         const struct snapshot_section *extra, unsigned n_extra,
+                         void **out, size_t *out_len);
 
 /*
  * Verify the whole buffer (magic, version, header checksum, every section's

@@ -7,14 +7,17 @@ if HAVE_CMOCKA
 UNIT_TESTS = \
 	tests/unit/test_btree \
 	tests/unit/test_mvcc \
+	tests/unit/test_mvcc_view \
 	tests/unit/test_kv \
+	tests/unit/test_lease \
 	tests/unit/test_grpc \
 	tests/unit/test_config \
 	tests/unit/test_snapshot \
 	tests/unit/test_ids \
 	tests/unit/test_meta \
 	tests/unit/test_peer_uv \
-	tests/unit/test_compactor
+	tests/unit/test_compactor \
+	tests/unit/test_watch
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 tests_unit_test_btree_SOURCES = tests/unit/test_btree.c
@@ -23,9 +26,15 @@ tests_unit_test_btree_LDADD = $(UNIT_LDADD)
 tests_unit_test_mvcc_SOURCES = tests/unit/test_mvcc.c
 tests_unit_test_mvcc_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_mvcc_LDADD = $(UNIT_LDADD)
+tests_unit_test_mvcc_view_SOURCES = tests/unit/test_mvcc_view.c
+tests_unit_test_mvcc_view_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_mvcc_view_LDADD = $(UNIT_LDADD)
 tests_unit_test_kv_SOURCES = tests/unit/test_kv.c
 tests_unit_test_kv_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_kv_LDADD = $(UNIT_LDADD)
+tests_unit_test_lease_SOURCES = tests/unit/test_lease.c
+tests_unit_test_lease_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_lease_LDADD = $(UNIT_LDADD)
 tests_unit_test_grpc_SOURCES = tests/unit/test_grpc.c
 tests_unit_test_grpc_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_grpc_LDADD = $(UNIT_LDADD)
@@ -47,11 +56,14 @@ tests_unit_test_peer_uv_LDADD = $(UNIT_LDADD)
 tests_unit_test_compactor_SOURCES = tests/unit/test_compactor.c
 tests_unit_test_compactor_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_compactor_LDADD = $(UNIT_LDADD)
+tests_unit_test_watch_SOURCES = tests/unit/test_watch.c
+tests_unit_test_watch_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_watch_LDADD = $(UNIT_LDADD)
 endif
 
 # Black-box tests: shell scripts that start ./ikada (and real etcd) on
 # loopback and drive them with real clients.
-INTEGRATION_TESTS = tests/integration/flags.sh tests/integration/durability.sh tests/integration/etcdctl_diff.sh
+INTEGRATION_TESTS = tests/integration/flags.sh tests/integration/durability.sh tests/integration/etcdctl_diff.sh tests/integration/etcdctl_diff_cluster.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh \
 	tests/integration/normalize.py tests/integration/durability_load.py \

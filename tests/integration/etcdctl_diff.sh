@@ -25,8 +25,20 @@
 # Servers that crash or stop answering are reported; the remaining commands
 # are then recorded as not run.
 #
+# Cluster mode (IK_DIFF_CLUSTER=N, N >= 2): each server is instead an
+# N-member cluster (same flags on both sides, --heartbeat-interval=100
+# --election-timeout=1000) and every command goes to one follower of it, so
+# writes are forwarded to the leader and linearizable reads go through the
+# follower's read index. Members are then named by role in the transcript
+# (the follower, the leader, the others; see normalize.py). The leader must
+# be the same member, in the same term, at the end of each section as at
+# its start: otherwise the run is inconclusive and fails as such. No
+# section needs skipping in this mode: none restarts a server, and what
+# each one checks holds through a follower as well.
+#
 # Env: IKADA_TEST_SERVER=etcd runs etcd against etcd (validates the script),
-# IK_KEEP_TMP=1 keeps transcripts and logs.
+# IK_KEEP_TMP=1 keeps transcripts and logs, IK_DIFF_CLUSTER=3 cluster mode,
+# IK_DIFF_SECTIONS="sc_put ..." runs only the sections listed.
 
 # shellcheck disable=SC2317 # sections are called through $SECTIONS
 set -euo pipefail
@@ -35,12 +47,19 @@ ik_init
 SUT=$(ik_sut_binary)
 NORMALIZE=$IK_LIBDIR/normalize.py
 LEASE_TTL=600
+CLUSTER_N=${IK_DIFF_CLUSTER:-}
+if [[ -n $CLUSTER_N ]] && ! [[ $CLUSTER_N =~ ^[0-9]+$ && $CLUSTER_N -ge 2 ]]; then
+    ik_fail "IK_DIFF_CLUSTER must be a member count of at least 2, not '$CLUSTER_N'"
+fi
+CLUSTER_FLAGS=(--heartbeat-interval=100 --election-timeout=1000)
 
 # ------------------------------------------------------------- recorder
 
 REC_DIR=
 REC_SCRATCH= # per-side scratch dir (the two sides run concurrently)
 REC_SERVER=
+REC_CLUSTER= # cluster mode: the cluster REC_SERVER belongs to
+declare -A REC_ROLE=() # cluster mode: member -> self, leader or other
 REC_N=0
 REC_DEAD=
 REC_STALLS=0
@@ -59,9 +78,25 @@ _rec_display() {
     printf '%s\n' "$out"
 }
 
+# _rec_gone: prints the role of a cluster member that no longer runs
+# ("server" outside cluster mode), nothing while all run.
+_rec_gone() {
+    local m
+    if [[ -z $REC_CLUSTER ]]; then
+        ik_server_alive "$REC_SERVER" || echo server
+        return 0
+    fi
+    for m in $(ik_cluster_members "$REC_CLUSTER"); do
+        if ! ik_server_alive "$m"; then
+            printf '%s\n' "${REC_ROLE[$m]}"
+            return 0
+        fi
+    done
+}
+
 # _rec MODE STDIN_FILE TIMEOUT ARGS...
 _rec() {
-    local mode=$1 infile=$2 limit=$3 base rc=0
+    local mode=$1 infile=$2 limit=$3 base rc=0 gone
     shift 3
     REC_N=$((REC_N + 1))
     printf -v base '%s/%04d' "$REC_DIR" "$REC_N"
@@ -76,9 +111,14 @@ _rec() {
         --endpoints="$IK_HOST:${IK_CPORT[$REC_SERVER]}" "$@" \
         <"${infile:-/dev/null}" >"$base.out" 2>"$base.err" || rc=$?
     printf '%s\n' "$rc" >"$base.rc"
-    if ! ik_server_alive "$REC_SERVER"; then
+    gone=$(_rec_gone)
+    if [[ $gone == server ]]; then
         REC_DEAD="server exited during an earlier command"
         printf 'server process is gone\n' >"$base.died"
+        return 0
+    elif [[ -n $gone ]]; then
+        REC_DEAD="cluster member ($gone) exited during an earlier command"
+        printf 'cluster member process is gone (%s)\n' "$gone" >"$base.died"
         return 0
     fi
     # A server that stops answering would make every later command wait
@@ -140,11 +180,13 @@ last_out() {
 # Leases come late: a server without them shifts every later revision.
 # The watch and lease sections cover the Watch and Lease services, which
 # ikada gains with its watch/lease issue; until then they run only when
-# asked for (IK_DIFF_SECTIONS="... sc_watch ... sc_lease ...").
+# asked for (IK_DIFF_SECTIONS="... sc_watch ... sc_lease ...", or
+# IK_DIFF_SECTIONS=all for every section in this order).
 IK_ALL_SECTIONS="sc_put sc_range sc_sort sc_del sc_txn sc_compaction sc_watch
 sc_cluster sc_errors sc_big sc_lease sc_wipe"
 SECTIONS=${IK_DIFF_SECTIONS:-"sc_put sc_range sc_sort sc_del sc_txn
 sc_compaction sc_cluster sc_errors sc_big sc_wipe"}
+[[ $SECTIONS != all ]] || SECTIONS=$IK_ALL_SECTIONS
 
 sc_put() {
     c get missing
@@ -664,6 +706,84 @@ sc_limits() {
 
 # ------------------------------------------------------------- driver
 
+# cluster_setup C BIN [FLAG...]: cluster mode: starts cluster C of BIN,
+# points the recorder at its first follower and fills NORM_ARGS (member
+# roles for normalize.py) and CL_VIEW (every member's leader and term).
+NORM_ARGS=()
+CL_VIEW=
+cluster_setup() {
+    local cl=$1 bin=$2 leader m role st
+    shift 2
+    ik_cluster_start "$cl" "$CLUSTER_N" "$bin" "${CLUSTER_FLAGS[@]}" "$@"
+    leader=$(ik_cluster_leader "$cl")
+    REC_CLUSTER=$cl
+    REC_SERVER=
+    NORM_ARGS=()
+    CL_VIEW=
+    for m in $(ik_cluster_members "$cl"); do
+        read -r -a st < <(ik_status "$m")
+        ((st[0] != 0)) || ik_fail "cluster $cl: $m does not answer endpoint status"
+        if [[ $m == "$leader" ]]; then
+            role=leader
+        elif [[ -z $REC_SERVER ]]; then
+            role=self
+            REC_SERVER=$m
+        else
+            role=other
+        fi
+        REC_ROLE[$m]=$role
+        NORM_ARGS+=(--member "$role,${IK_NAME[$m]},${st[0]},$(ik_server_url "$m"),$IK_HOST:${IK_PPORT[$m]}")
+        CL_VIEW+="$role:leader=${st[1]},term=${st[2]} "
+    done
+    NORM_ARGS+=(--cluster-id "${st[3]}")
+}
+
+# cluster_view C: what CL_VIEW holds, as of now.
+cluster_view() {
+    local m st view=
+    for m in $(ik_cluster_members "$1"); do
+        read -r -a st < <(ik_status "$m")
+        view+="${REC_ROLE[$m]}:leader=${st[1]},term=${st[2]} "
+    done
+    printf '%s\n' "$view"
+}
+
+# cluster_finish SIDE SECTION: cluster mode: checks that the leader did not
+# change, stops every member (all at once) and reports a member that died,
+# exited badly or logged a sanitizer report.
+cluster_finish() {
+    local side=$1 sec=$2 m pid view alive=()
+    # (a member that died is reported as a problem below, not as this)
+    view=$(cluster_view "$REC_CLUSTER")
+    if ik_cluster_alive "$REC_CLUSTER" && [[ $view != "$CL_VIEW" ]]; then
+        printf '%s section %s: at the start %s; at the end %s\n' "$side" \
+            "$sec" "$CL_VIEW" "$view" >>"$IK_TMP/inconclusive"
+    fi
+    for m in $(ik_cluster_members "$REC_CLUSTER"); do
+        if ik_server_alive "$m"; then
+            alive+=("$m")
+            pid=${IK_PID[$m]}
+            kill -TERM "$pid" 2>/dev/null || true
+        else
+            ik_log "$side cluster member $m (${REC_ROLE[$m]}) died during section $sec"
+            ik_dump_log "$m"
+            _ik_reap "$m"
+            problem "$side cluster member (${REC_ROLE[$m]}) died during section $sec (status $IK_LAST_RC)"
+        fi
+    done
+    for m in "${alive[@]}"; do
+        ik_server_stop "$m"
+        ik_clean_exit_status "$IK_LAST_RC" || {
+            ik_dump_log "$m"
+            problem "$side cluster member (${REC_ROLE[$m]}) exited with status $IK_LAST_RC on SIGTERM after section $sec"
+        }
+    done
+    for m in $(ik_cluster_members "$REC_CLUSTER"); do
+        ik_server_problems "$m" ||
+            problem "sanitizer report in the log of $side cluster member (${REC_ROLE[$m]}) (section $sec)"
+    done
+}
+
 # run_side SIDE BIN: runs every section against fresh servers of BIN and
 # writes the normalised transcript to $IK_TMP/SIDE.txt.
 run_side() {
@@ -673,6 +793,10 @@ run_side() {
     mkdir -p "$REC_SCRATCH"
     for sec in main limits; do
         name=$side-$sec
+        if [[ -n $CLUSTER_N ]]; then
+            run_section_cluster "$side" "$bin" "$sec"
+            continue
+        fi
         if [[ $sec == limits ]]; then
             ik_server_start "$name" "$bin" "${LIMIT_FLAGS[@]}"
         else
@@ -716,6 +840,31 @@ run_side() {
     done
 }
 
+# run_section_cluster SIDE BIN SECTION: cluster mode's run_side body.
+run_section_cluster() {
+    local side=$1 bin=$2 sec=$3 name=$1-$3 s
+    if [[ $sec == limits ]]; then
+        cluster_setup "$name" "$bin" "${LIMIT_FLAGS[@]}"
+    else
+        cluster_setup "$name" "$bin"
+    fi
+    REC_DIR=$IK_TMP/$name.rec
+    mkdir -p "$REC_DIR"
+    REC_N=0
+    REC_DEAD=
+    REC_STALLS=0
+    if [[ $sec == limits ]]; then
+        sc_limits
+    else
+        for s in $SECTIONS; do
+            "$s"
+        done
+    fi
+    cluster_finish "$side" "$sec"
+    "$IK_PYTHON" "$NORMALIZE" "$REC_DIR" --section "$sec" "${NORM_ARGS[@]}" \
+        --lease-ttl "$LEASE_TTL" >>"$IK_TMP/$side.txt"
+}
+
 # Crashes, bad exit statuses and sanitizer reports of either side.
 problem() {
     printf '%s\n' "$*" >>"$IK_TMP/problems"
@@ -733,17 +882,25 @@ refrc=0
 wait "$refpid" || refrc=$?
 ((refrc == 0)) || ik_fail "the reference side (real etcd) failed (status $refrc)"
 ncmd=$(grep -c '^=== \[' "$IK_TMP/ref.txt" || true)
-ik_log "ran $ncmd etcdctl commands per server in $((SECONDS - start))s (server under test: $SUT)"
+if [[ -n $CLUSTER_N ]]; then
+    ik_log "ran $ncmd etcdctl commands per side on a follower of a $CLUSTER_N-member cluster in $((SECONDS - start))s (server under test: $SUT)"
+else
+    ik_log "ran $ncmd etcdctl commands per server in $((SECONDS - start))s (server under test: $SUT)"
+fi
 
 nproblems=0
 if [[ -s $IK_TMP/problems ]]; then
     sed 's/^/problem: /' "$IK_TMP/problems"
     nproblems=$(wc -l <"$IK_TMP/problems")
 fi
+if [[ -s $IK_TMP/inconclusive ]]; then
+    sed 's/^/leader change: /' "$IK_TMP/inconclusive"
+    ik_fail "inconclusive: the leader changed during the run (the commands may no longer have gone to a follower)"
+fi
 if diff -u --label "etcd 3.4 (reference)" --label "server under test" \
     "$IK_TMP/ref.txt" "$IK_TMP/sut.txt" >"$IK_TMP/diff.txt"; then
     ((nproblems == 0)) || ik_fail "no difference in output, but see the problems above"
-    echo "PASS: $ncmd etcdctl commands, no difference"
+    echo "PASS: $ncmd etcdctl commands${CLUSTER_N:+ on a follower of a $CLUSTER_N-member cluster}, no difference"
     exit 0
 fi
 "$IK_PYTHON" "$NORMALIZE" --compare "$IK_TMP/ref.txt" "$IK_TMP/sut.txt" || true

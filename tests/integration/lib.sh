@@ -36,6 +36,26 @@
 #                            starts servers of its own
 #   ik_fail MSG / ik_skip MSG
 #
+# Clusters: a cluster C of N members is N servers C-1..C-N in the tables
+# above (so ectl, ik_server_alive, ik_server_stop... work on each member),
+# started with etcd's own flags, identical for every binary; each member's
+# etcd --name is ik-member-K.
+#   ik_cluster_start C N BIN [FLAG...]
+#                            start the N members on fresh ports (FLAGs go to
+#                            every member), wait until each answers
+#                            `endpoint health`; a start that lost a port to
+#                            another process is retried on fresh ports
+#   ik_cluster_members C     the members' server names, one a line
+#   ik_cluster_alive C       true while every member runs
+#   ik_cluster_leader C [SECS]
+#                            the server name of the leader every member
+#                            agrees on (and which says it leads); fails the
+#                            test if there is none within SECS (default 15)
+#   ik_status NAME           "MEMBER_ID LEADER_ID RAFT_TERM CLUSTER_ID"
+#                            (decimal) from NAME's `endpoint status`; "0 0 0
+#                            0" when it does not answer
+#   ik_dump_cluster_logs C   ik_dump_log of every member
+#
 # The server under test is $top_builddir/ikada, unless IKADA_TEST_SERVER is
 # set: "etcd" means /usr/bin/etcd (used to validate these scripts: etcd
 # against etcd must show no difference), any other value is taken as the
@@ -55,6 +75,9 @@ IK_LIBDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 declare -A IK_BIN=() IK_PID=() IK_DIR=() IK_CPORT=() IK_PPORT=() IK_LOG=()
 declare -A IK_ARGS=() IK_STARTS=()
+# cluster members: IK_OF[server] = its cluster, IK_NAME[server] = its
+# --name; IK_MEMBERS[cluster] = its servers, IK_TOKEN[cluster]
+declare -A IK_OF=() IK_NAME=() IK_MEMBERS=() IK_TOKEN=()
 IK_TMP=
 IK_LAST_RC=0
 
@@ -185,6 +208,10 @@ EOF
 # ik_server_flags NAME: the etcd flags every server gets, one per line.
 ik_server_flags() {
     local name=$1 c=${IK_CPORT[$1]} p=${IK_PPORT[$1]}
+    if [[ -n ${IK_OF[$name]:-} ]]; then
+        _ik_member_flags "$name"
+        return
+    fi
     printf '%s\n' \
         "--name=$IK_MEMBER" \
         "--data-dir=${IK_DIR[$name]}" \
@@ -368,4 +395,164 @@ try:
 except Exception:
     print(0, 0)
 ' "$js"
+}
+
+
+# ------------------------------------------------------------- clusters
+
+# The flags of cluster member NAME, one per line.
+_ik_member_flags() {
+    local name=$1 cl=${IK_OF[$1]} m initial=
+    for m in ${IK_MEMBERS[$cl]}; do
+        initial+="${initial:+,}${IK_NAME[$m]}=http://$IK_HOST:${IK_PPORT[$m]}"
+    done
+    printf '%s\n' \
+        "--name=${IK_NAME[$name]}" \
+        "--data-dir=${IK_DIR[$name]}" \
+        "--listen-client-urls=http://$IK_HOST:${IK_CPORT[$name]}" \
+        "--advertise-client-urls=http://$IK_HOST:${IK_CPORT[$name]}" \
+        "--listen-peer-urls=http://$IK_HOST:${IK_PPORT[$name]}" \
+        "--initial-advertise-peer-urls=http://$IK_HOST:${IK_PPORT[$name]}" \
+        "--initial-cluster=$initial" \
+        "--initial-cluster-token=${IK_TOKEN[$cl]}" \
+        "--initial-cluster-state=new"
+}
+
+_ik_cluster_ports() {
+    local cl=$1 m ports i=0
+    read -r -a ports < <(ik_free_ports $((2 * $(wc -w <<<"${IK_MEMBERS[$cl]}"))))
+    for m in ${IK_MEMBERS[$cl]}; do
+        IK_CPORT[$m]=${ports[$i]}
+        IK_PPORT[$m]=${ports[$((i + 1))]}
+        i=$((i + 2))
+    done
+}
+
+ik_cluster_members() {
+    # shellcheck disable=SC2086 # server names are single words
+    printf '%s\n' ${IK_MEMBERS[$1]}
+}
+
+ik_cluster_alive() {
+    local m
+    for m in ${IK_MEMBERS[$1]}; do
+        ik_server_alive "$m" || return 1
+    done
+}
+
+ik_dump_cluster_logs() {
+    local m
+    for m in ${IK_MEMBERS[$1]}; do
+        ik_dump_log "$m"
+    done
+}
+
+_ik_healthy() {
+    ectl "$1" --dial-timeout=1s --command-timeout=2s endpoint health \
+        >/dev/null 2>&1
+}
+
+ik_cluster_start() {
+    local cl=$1 n=$2 bin=$3 i m members="" attempt deadline pending busy
+    shift 3
+    [[ $cl =~ ^[A-Za-z0-9_-]+$ ]] || ik_fail "bad cluster name '$cl'"
+    [[ -z ${IK_MEMBERS[$cl]:-} ]] || ik_fail "cluster $cl already exists"
+    ((n >= 1)) || ik_fail "cluster $cl: bad member count '$n'"
+    for ((i = 1; i <= n; i++)); do
+        m=$cl-$i
+        [[ -z ${IK_PID[$m]:-} ]] || ik_fail "server $m already started"
+        members+="${members:+ }$m"
+        IK_BIN[$m]=$bin
+        IK_DIR[$m]=$IK_TMP/$m.data
+        IK_LOG[$m]=$IK_TMP/$m.log
+        IK_OF[$m]=$cl
+        IK_NAME[$m]=ik-member-$i
+        IK_ARGS[$m]=
+        (($# == 0)) || IK_ARGS[$m]=$(printf '%q ' "$@")
+        IK_STARTS[$m]=3 # the per-server port retry does not apply
+    done
+    IK_MEMBERS[$cl]=$members
+    # A token of its own: a stray member of someone else's cluster that
+    # reaches one of our recycled ports is then refused.
+    IK_TOKEN[$cl]=$IK_CLUSTER_TOKEN-$cl-$$-$RANDOM
+    _ik_cluster_ports "$cl"
+    for ((attempt = 1; attempt <= 3; attempt++)); do
+        for m in $members; do
+            _ik_spawn "$m"
+        done
+        deadline=$((SECONDS + 30))
+        busy=
+        while :; do
+            pending=
+            for m in $members; do
+                if ! ik_server_alive "$m"; then
+                    if grep -q 'address already in use' "${IK_LOG[$m]}"; then
+                        busy=$m
+                        break 2
+                    fi
+                    _ik_reap "$m"
+                    ik_dump_cluster_logs "$cl"
+                    ik_fail "member $m (${IK_BIN[$m]}) exited with status $IK_LAST_RC before becoming ready"
+                fi
+                _ik_healthy "$m" || pending+=" $m"
+            done
+            [[ -n $pending ]] || return 0
+            if ((SECONDS >= deadline)); then
+                ik_dump_cluster_logs "$cl"
+                ik_fail "cluster $cl (${bin}) not ready after 30s:$pending"
+            fi
+            sleep 0.2
+        done
+        # Another process took one of our ports: start over on fresh ones.
+        ik_log "cluster $cl: $busy lost its port, retrying on fresh ports"
+        for m in $members; do
+            ik_server_kill "$m"
+            rm -rf "${IK_DIR[$m]}"
+            printf '==== retry on fresh ports\n' >>"${IK_LOG[$m]}"
+        done
+        _ik_cluster_ports "$cl"
+    done
+    ik_fail "cluster $cl: could not get free ports"
+}
+
+ik_status() {
+    local js
+    js=$(ectl "$1" --dial-timeout=1s --command-timeout=2s endpoint status \
+        -w json 2>/dev/null || true)
+    "$IK_PYTHON" -c '
+import json, sys
+try:
+    d = json.loads(sys.argv[1])[0]["Status"]
+    h = d["header"]
+    print(h.get("member_id", 0), d.get("leader", 0), d.get("raftTerm", 0),
+          h.get("cluster_id", 0))
+except Exception:
+    print(0, 0, 0, 0)
+' "$js"
+}
+
+ik_cluster_leader() {
+    local cl=$1 secs=${2:-15} deadline m st leaders lid
+    local -A ids=()
+    deadline=$((SECONDS + secs))
+    while :; do
+        ids=()
+        leaders=
+        for m in ${IK_MEMBERS[$cl]}; do
+            read -r -a st < <(ik_status "$m")
+            ((st[0] != 0)) || continue
+            ids[${st[0]}]=$m
+            leaders+=" ${st[1]}"
+        done
+        # one leader, named by every member, which answered as itself
+        lid=$(tr ' ' '\n' <<<"$leaders" | sort -u | grep . || true)
+        if ((${#ids[@]} == $(wc -w <<<"${IK_MEMBERS[$cl]}"))) &&
+            [[ $lid =~ ^[1-9][0-9]*$ && -n ${ids[$lid]:-} ]]; then
+            printf '%s\n' "${ids[$lid]}"
+            return 0
+        fi
+        ((SECONDS < deadline)) || break
+        sleep 0.1
+    done
+    ik_fail "cluster $cl: no agreed leader after ${secs}s"
 }

@@ -25,8 +25,23 @@ Normalised (and nothing else):
 Revisions, counts, keys, values, error texts and exit codes are never
 touched. Bytes that are not printable UTF-8 are shown as \\xNN.
 
+Cluster mode (--member given, once per member, instead of --client, --peer
+and --member-id): the commands ran on one follower ("self"); each member's
+client and peer host:port, ID and --name are replaced by its role:
+  self     <CLIENT> <PEER> <MEMBER_ID> <NAME>
+  leader   <LEADER_CLIENT> <LEADER_PEER> <LEADER_ID> <LEADER_NAME>
+  other    <OTHER_CLIENT> <OTHER_PEER> <OTHER_ID> <OTHER_NAME>
+and `member list` output (every format) is put in that role order: etcd
+lists members by ascending ID, and the IDs of two clusters differ. That
+they were listed by ascending ID is checked first: if not, the output gets
+a line "(members not listed by ascending ID)".
+
 Usage: normalize.py DIR --section NAME --client H:P --peer H:P
                     --member-id N --cluster-id N [--lease-ttl N]
+       normalize.py DIR --section NAME --cluster-id N [--lease-ttl N]
+                    --member ROLE,NAME,ID,H:P,H:P ...
+           (ROLE: self, leader or other; then --name, ID, client and
+           peer host:port)
 """
 
 import argparse
@@ -149,15 +164,22 @@ def dump_message(fields, ctx, indent=0):
     return lines
 
 
-def render_protobuf(data, ctx):
+def render_protobuf(data, ctx, member_list=False):
     try:
         fields = parse_message(data)
     except WireError as e:
         return "(not a protobuf message: %s) %s" % (e, escape(data))
-    return "\n".join(dump_message(fields, ctx)) + "\n"
+    note = ""
+    if member_list and ctx.rank:
+        fields, note = order_member_fields(fields, ctx)
+    return "\n".join(dump_message(fields, ctx)) + "\n" + note
 
 
 # ------------------------------------------------------------ normalising
+
+
+ROLE_PREFIX = {"self": "", "leader": "LEADER_", "other": "OTHER_"}
+ROLE_RANK = {"self": 0, "leader": 1, "other": 2}
 
 
 class Ctx:
@@ -166,6 +188,9 @@ class Ctx:
         self.subst = []  # (compiled regex, replacement), applied in order
         self.lease_ttl = args.lease_ttl
         self.leases = []
+        self.rank = {}  # cluster mode: member ID -> position of its role
+        if args.member:
+            self._members(args.member)
         if args.client:
             self._literal(args.client, "<CLIENT>")
         if args.peer:
@@ -173,8 +198,29 @@ class Ctx:
         self._id(args.member_id, "<MEMBER_ID>")
         self._id(args.cluster_id, "<CLUSTER_ID>")
 
+    def _members(self, specs):
+        roles = []
+        for spec in specs:
+            parts = spec.split(",")
+            if len(parts) != 5 or parts[0] not in ROLE_PREFIX:
+                sys.exit("normalize.py: bad --member %r" % spec)
+            role, name, mid, client, peer = parts
+            roles.append(role)
+            pre = ROLE_PREFIX[role]
+            self.rank[int(mid)] = ROLE_RANK[role]
+            self._literal(client, "<%sCLIENT>" % pre)
+            self._literal(peer, "<%sPEER>" % pre)
+            self._id(int(mid), "<%sMEMBER_ID>" % pre if not pre else
+                     "<%sID>" % pre)
+            self.subst.append((re.compile(
+                r"(?<![0-9A-Za-z_-])%s(?![0-9A-Za-z_-])" % re.escape(name)),
+                "<%sNAME>" % pre))
+        if roles.count("self") != 1 or roles.count("leader") != 1:
+            sys.exit("normalize.py: --member needs one self and one leader")
+
     def _literal(self, s, rep):
-        self.subst.append((re.compile(re.escape(s)), rep))
+        # not followed by a digit: a port must not match a longer one
+        self.subst.append((re.compile(re.escape(s) + r"(?![0-9])"), rep))
 
     def _id(self, n, rep):
         if not n:
@@ -300,6 +346,129 @@ def rerender_tables(text):
     return "\n".join(out)
 
 
+MEMBER_ORDER_NOTE = "(members not listed by ascending ID)\n"
+
+
+def _reorder(entries, ctx):
+    """entries: [(member ID, item)] in listing order -> (the items in role
+    order, note). The note is MEMBER_ORDER_NOTE unless the IDs ascend."""
+    ids = [i for i, _ in entries]
+    note = "" if ids == sorted(set(ids)) else MEMBER_ORDER_NOTE
+    ordered = sorted(entries, key=lambda e: ctx.rank[e[0]])
+    return [item for _, item in ordered], note
+
+
+def order_members(text, ctx):
+    """`member list` output (simple, table, fields or json; escaped, not yet
+    normalised) with its members in role order; see the module doc."""
+    if not ctx.rank:
+        return text
+    lines = text.split("\n")
+    # simple ("ID, status, ...") and table ("| ID | status | ...") rows
+    # (table cells are padded: an ID may be shorter than 16 digits)
+    rows = []
+    for i, line in enumerate(lines):
+        m = re.match(r"(?:([0-9a-f]+), |\| *([0-9a-f]+) +\|)", line)
+        mid = m and int(m.group(1) or m.group(2), 16)
+        if mid in ctx.rank:
+            rows.append((i, mid))
+    if rows:
+        items, note = _reorder([(mid, lines[i]) for i, mid in rows], ctx)
+        for (i, _), item in zip(rows, items):
+            lines[i] = item
+        return "\n".join(lines) + note
+    # fields: a block per member from its "ID" line to the next blank line
+    blocks = []
+    i = 0
+    while i < len(lines):
+        m = re.match(r'"ID" : (\d+)$', lines[i])
+        if m and int(m.group(1)) in ctx.rank:
+            j = i
+            while j < len(lines) and lines[j] != "":
+                j += 1
+            blocks.append((i, min(j + 1, len(lines)), int(m.group(1))))
+            i = j
+        i += 1
+    if blocks:
+        items, note = _reorder(
+            [(mid, lines[a:b]) for a, b, mid in blocks], ctx)
+        out = lines[:blocks[0][0]]
+        for k, (a, b, _) in enumerate(blocks):
+            out.extend(items[k])
+            nxt = blocks[k + 1][0] if k + 1 < len(blocks) else len(lines)
+            out.extend(lines[b:nxt])
+        return "\n".join(out) + note
+    # json: the objects of the "members" array
+    m = re.search(r'"members":\[', text)
+    if not m:
+        return text
+    objs = []
+    depth = 0
+    in_str = esc = False
+    start = None
+    pos = m.end()
+    while pos < len(text):
+        ch = text[pos]
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch == "{":
+            if depth == 0:
+                start = pos
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                objs.append((start, pos + 1))
+        elif ch == "]" and depth == 0:
+            break
+        pos += 1
+    entries = []
+    for a, b in objs:
+        mid = re.match(r'\{"ID":(\d+)', text[a:b])
+        if not mid or int(mid.group(1)) not in ctx.rank:
+            return text
+        entries.append((int(mid.group(1)), text[a:b]))
+    if not entries:
+        return text
+    items, note = _reorder(entries, ctx)
+    out = text[:objs[0][0]]
+    for k, (a, b) in enumerate(objs):
+        out += items[k]
+        out += text[b:objs[k + 1][0]] if k + 1 < len(objs) else ""
+    out += text[objs[-1][1]:]
+    return out + note
+
+
+def order_member_fields(fields, ctx):
+    """The same for a decoded MemberListResponse: its members (field 2)."""
+    pos = []
+    for k, (field, wt, val) in enumerate(fields):
+        if field != 2 or wt != 2:
+            continue
+        try:
+            sub = parse_message(val)
+        except WireError:
+            return fields, ""
+        mid = next((v for f, w, v in sub if f == 1 and w == 0), None)
+        if mid not in ctx.rank:
+            return fields, ""
+        pos.append((k, mid))
+    if not pos:
+        return fields, ""
+    items, note = _reorder([(mid, fields[k]) for k, mid in pos], ctx)
+    fields = list(fields)
+    for (k, _), item in zip(pos, items):
+        fields[k] = item
+    return fields, note
+
+
 def normalise_text(text, ctx):
     for rx, rep in ctx.subst:
         text = rx.sub(rep, text)
@@ -314,11 +483,14 @@ def normalise_text(text, ctx):
     return text
 
 
-def show_block(data, ctx):
+def show_block(data, ctx, member_list=False):
     """Escape + normalise one output stream; mark a missing final newline."""
     if not data:
         return ""
-    text = normalise_text(escape(data), ctx)
+    text = escape(data)
+    if member_list:
+        text = order_members(text, ctx)
+    text = normalise_text(text, ctx)
     if not text.endswith("\n"):
         text += "\n\\ no newline at end\n"
     return text
@@ -398,6 +570,7 @@ def main():
     ap.add_argument("--member-id", type=int, default=0)
     ap.add_argument("--cluster-id", type=int, default=0)
     ap.add_argument("--lease-ttl", type=int, default=0)
+    ap.add_argument("--member", action="append", default=[])
     args = ap.parse_args()
     ctx = Ctx(args)
 
@@ -414,6 +587,7 @@ def main():
         p = os.path.join(args.dir, n)
         cmd = read(p + ".cmd", b"").decode("utf-8", "replace").rstrip("\n")
         mode = read(p + ".mode", b"simple").decode().strip()
+        member_list = re.search(r"(^| )member list( |$)", cmd) is not None
         w("=== [%s %d] %s\n" % (args.section, int(n),
                                 normalise_text(cmd, ctx)))
         stdin = read(p + ".in")
@@ -427,13 +601,13 @@ def main():
         rc = read(p + ".rc", b"?").decode().strip()
         if mode == "protobuf" and out:
             w("--- stdout (protobuf, decoded)\n")
-            w(normalise_text(render_protobuf(out, ctx), ctx))
+            w(normalise_text(render_protobuf(out, ctx, member_list), ctx))
         elif mode == "hash":
             w("--- stdout: %d bytes, sha256 %s\n" % (
                 len(out), hashlib.sha256(out).hexdigest()))
         else:
             w("--- stdout\n")
-            w(show_block(out, ctx))
+            w(show_block(out, ctx, member_list))
         w("--- stderr\n")
         w(show_stderr(err, ctx))
         w("--- exit %s\n" % rc)

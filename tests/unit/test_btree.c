@@ -1,5 +1,6 @@
 /* Unit tests for server/btree: random operations against a sorted-array
- * model, range scans, byte order, and allocation failures. */
+ * model, range scans, byte order, allocation failures, and clones
+ * (copy-on-write sharing, item reference counts, failures while shared). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,6 +18,7 @@
 struct item {
     size_t len;
     int payload;
+    int ref; /* references held by trees (clone tests only) */
     uint8_t key[16];
 };
 
@@ -35,6 +37,7 @@ static struct item *item_new(const void *key, size_t len, int payload)
     memcpy(it->key, key, len);
     it->len = len;
     it->payload = payload;
+    it->ref = 1;
     return it;
 }
 
@@ -496,6 +499,359 @@ static void test_alloc_failure(void **state)
     free(m.items);
 }
 
+/* ---- Clones ---- */
+
+/* Reference-counted items: a tree holds one reference per slot. */
+static int n_live;
+
+static struct item *ritem_new(const void *key, size_t len, int payload)
+{
+    n_live++;
+    return item_new(key, len, payload);
+}
+
+static void ritem_ref(void *p)
+{
+    struct item *it = p;
+    it->ref++;
+}
+
+static void ritem_unref(void *p)
+{
+    struct item *it = p;
+    assert_true(it->ref > 0);
+    if (--it->ref == 0) {
+        n_live--;
+        free(it);
+    }
+}
+
+static void model_copy(struct model *dst, const struct model *src, size_t cap)
+{
+    dst->items = calloc(cap, sizeof(*dst->items));
+    assert_non_null(dst->items);
+    memcpy(dst->items, src->items, src->n * sizeof(*src->items));
+    dst->n = src->n;
+}
+
+static void model_insert(struct model *m, size_t pos, bool found,
+                         struct item *it)
+{
+    if (found) {
+        m->items[pos] = it;
+        return;
+    }
+    memmove(&m->items[pos + 1], &m->items[pos],
+            (m->n - pos) * sizeof(*m->items));
+    m->items[pos] = it;
+    m->n++;
+}
+
+static void model_remove(struct model *m, size_t pos)
+{
+    memmove(&m->items[pos], &m->items[pos + 1],
+            (m->n - pos - 1) * sizeof(*m->items));
+    m->n--;
+}
+
+static size_t key3(unsigned v, uint8_t *kb)
+{
+    kb[0] = (uint8_t)(v >> 16);
+    kb[1] = (uint8_t)(v >> 8);
+    kb[2] = (uint8_t)v;
+    return 3;
+}
+
+/* One random write (insert/replace, remove, or replace in place through
+ * btree_get_mut) on @t, mirrored in @m. Returns the btree result. */
+static int clone_op(struct btree *t, struct model *m, int key_space, int op)
+{
+    uint8_t kb[4];
+    size_t klen = key3((unsigned)(rng() % (uint64_t)key_space), kb);
+    bool found;
+    size_t pos = model_lower(m, kb, klen, &found);
+    int r = (int)(rng() % 100), rv;
+
+    if (r < 50) {
+        struct item *it = ritem_new(kb, klen, op);
+        void *old = (void *)1;
+        rv = btree_insert(t, it, &old);
+        if (rv != 0) {
+            assert_null(old);
+            ritem_unref(it);
+            return rv;
+        }
+        assert_ptr_equal(old, found ? (void *)m->items[pos] : NULL);
+        if (old != NULL) {
+            ritem_unref(old);
+        }
+        model_insert(m, pos, found, it);
+    } else if (r < 80) {
+        void *got = (void *)1;
+        rv = btree_remove(t, kb, klen, &got);
+        if (rv == IK_ENOENT) {
+            assert_false(found);
+            assert_null(got);
+            return 0;
+        }
+        if (rv != 0) {
+            assert_null(got);
+            return rv;
+        }
+        assert_true(found);
+        assert_ptr_equal(got, m->items[pos]);
+        ritem_unref(got);
+        model_remove(m, pos);
+    } else {
+        void **slot = (void **)1;
+        rv = btree_get_mut(t, kb, klen, &slot);
+        if (rv == IK_ENOENT) {
+            assert_false(found);
+            assert_null(slot);
+            return 0;
+        }
+        if (rv != 0) {
+            assert_null(slot);
+            return rv;
+        }
+        assert_true(found);
+        assert_ptr_equal(*slot, m->items[pos]);
+        ritem_unref(*slot);
+        *slot = ritem_new(kb, klen, op);
+        m->items[pos] = *slot;
+    }
+    return 0;
+}
+
+#define MAX_CLONES 6
+
+/* A tree written at random while clones are taken, written and closed at
+ * random: every tree always matches its own model, and once all are closed
+ * every item has been freed exactly once. */
+static void test_clones_independent(void **state)
+{
+    struct btree trees[MAX_CLONES + 1];
+    struct model models[MAX_CLONES + 1];
+    bool open[MAX_CLONES + 1] = {true};
+    const int key_space = 3000;
+    int op, i;
+    (void)state;
+
+    n_live = 0;
+    rng_state = 4242;
+    btree_init(&trees[0], item_key);
+    btree_set_item_ref(&trees[0], ritem_ref, ritem_unref);
+    models[0].items = calloc(key_space + 1, sizeof(struct item *));
+    models[0].n = 0;
+    assert_non_null(models[0].items);
+    for (op = 0; op < 40000; op++) {
+        int r = (int)(rng() % 1000);
+        if (r < 3) {
+            /* Clone some open tree into a free slot. */
+            int from = (int)(rng() % (MAX_CLONES + 1)), to;
+            for (to = 0; to <= MAX_CLONES && open[to]; to++) {
+            }
+            if (to <= MAX_CLONES && open[from]) {
+                btree_clone(&trees[from], &trees[to]);
+                model_copy(&models[to], &models[from], key_space + 1);
+                open[to] = true;
+            }
+        } else if (r < 5) {
+            int c = (int)(rng() % (MAX_CLONES + 1));
+            if (open[c] && c != 0) {
+                btree_close(&trees[c], ritem_unref);
+                free(models[c].items);
+                open[c] = false;
+            }
+        } else {
+            /* Mostly the original, sometimes a clone. */
+            int w = r < 900 ? 0 : (int)(rng() % (MAX_CLONES + 1));
+            if (open[w]) {
+                assert_int_equal(clone_op(&trees[w], &models[w], key_space, op),
+                                 0);
+            }
+        }
+        if (op % 2000 == 0) {
+            for (i = 0; i <= MAX_CLONES; i++) {
+                if (open[i]) {
+                    check_tree_equals_model(&trees[i], &models[i]);
+                }
+            }
+        }
+    }
+    for (i = 0; i <= MAX_CLONES; i++) {
+        if (open[i]) {
+            check_tree_equals_model(&trees[i], &models[i]);
+            btree_close(&trees[i], ritem_unref);
+            free(models[i].items);
+        }
+    }
+    assert_int_equal(n_live, 0);
+}
+
+/* Emptying a tree that shares everything with a clone leaves the clone
+ * intact, and closing the clone then frees everything. */
+static void test_clone_drain(void **state)
+{
+    struct btree a, b;
+    int i;
+    (void)state;
+
+    n_live = 0;
+    btree_init(&a, item_key);
+    btree_set_item_ref(&a, ritem_ref, ritem_unref);
+    for (i = 0; i < 4000; i++) {
+        uint8_t kb[4];
+        size_t klen = key3((unsigned)i, kb);
+        assert_int_equal(btree_insert(&a, ritem_new(kb, klen, i), NULL), 0);
+    }
+    btree_clone(&a, &b);
+    for (i = 3999; i >= 0; i -= 2) {
+        uint8_t kb[4];
+        size_t klen = key3((unsigned)i, kb);
+        void *got;
+        assert_int_equal(btree_remove(&a, kb, klen, &got), 0);
+        ritem_unref(got);
+    }
+    for (i = 0; i < 4000; i += 2) {
+        uint8_t kb[4];
+        size_t klen = key3((unsigned)i, kb);
+        void *got;
+        assert_int_equal(btree_remove(&a, kb, klen, &got), 0);
+        ritem_unref(got);
+    }
+    assert_int_equal(btree_len(&a), 0);
+    assert_null(a.root);
+    assert_int_equal(btree_len(&b), 4000);
+    assert_int_equal(btree_verify(&b), 0);
+    assert_int_equal(n_live, 4000);
+    for (i = 0; i < 4000; i++) {
+        uint8_t kb[4];
+        size_t klen = key3((unsigned)i, kb);
+        struct item *it = btree_get(&b, kb, klen);
+        assert_non_null(it);
+        assert_int_equal(it->payload, i);
+        assert_int_equal(it->ref, 1);
+    }
+    btree_close(&a, ritem_unref);
+    btree_close(&b, ritem_unref);
+    assert_int_equal(n_live, 0);
+}
+
+/* Writes to a tree shared with a clone, with allocations failing: a
+ * failed write leaves both trees' content as it was. */
+static void test_clone_alloc_failure(void **state)
+{
+    struct btree a, b;
+    struct model ma, mb;
+    const int key_space = 6000;
+    int i, failures = 0, ok = 0;
+    (void)state;
+
+    n_live = 0;
+    rng_state = 31337;
+    btree_init(&a, item_key);
+    btree_set_item_ref(&a, ritem_ref, ritem_unref);
+    ma.items = calloc(key_space + 1, sizeof(struct item *));
+    ma.n = 0;
+    assert_non_null(ma.items);
+    for (i = 0; i < 3000; i++) {
+        assert_int_equal(clone_op(&a, &ma, key_space, i), 0);
+    }
+    for (i = 0; i < 3000; i++) {
+        int rv;
+        if (i % 500 == 0) {
+            /* Re-share everything now and then. */
+            if (i > 0) {
+                btree_close(&b, ritem_unref);
+                free(mb.items);
+            }
+            btree_clone(&a, &b);
+            model_copy(&mb, &ma, key_space + 1);
+        }
+        fail_countdown = (int)(rng() % 6);
+        btree_fail_alloc_hook = fail_after;
+        rv = clone_op(&a, &ma, key_space, i);
+        btree_fail_alloc_hook = NULL;
+        if (rv != 0) {
+            assert_int_equal(rv, IK_ENOMEM);
+            failures++;
+        } else {
+            ok++;
+        }
+        if (i % 50 == 0 || rv != 0) {
+            check_tree_equals_model(&a, &ma);
+            check_tree_equals_model(&b, &mb);
+        }
+    }
+    assert_true(failures > 100);
+    assert_true(ok > 100);
+    /* With every allocation failing, a remove from a shared root fails
+     * cleanly; without a clone it needs no allocation. */
+    btree_close(&b, ritem_unref);
+    free(mb.items);
+    btree_clone(&a, &b);
+    {
+        struct item *first = ma.items[0];
+        void *got = (void *)1;
+        fail_countdown = 0;
+        btree_fail_alloc_hook = fail_after;
+        assert_int_equal(btree_remove(&a, first->key, first->len, &got),
+                         IK_ENOMEM);
+        assert_null(got);
+        assert_null(btree_delete(&a, first->key, first->len));
+        btree_fail_alloc_hook = NULL;
+        check_tree_equals_model(&a, &ma);
+        btree_close(&b, ritem_unref);
+        fail_countdown = 0;
+        btree_fail_alloc_hook = fail_after;
+        assert_int_equal(btree_remove(&a, first->key, first->len, &got), 0);
+        btree_fail_alloc_hook = NULL;
+        assert_ptr_equal(got, first);
+        ritem_unref(got);
+        model_remove(&ma, 0);
+        check_tree_equals_model(&a, &ma);
+    }
+    btree_close(&a, ritem_unref);
+    free(ma.items);
+    assert_int_equal(n_live, 0);
+}
+
+/* btree_get_mut on an unshared tree allocates nothing; a slot store is
+ * seen by lookups; missing keys are IK_ENOENT. */
+static void test_get_mut(void **state)
+{
+    struct btree t, c;
+    void **slot;
+    struct item *a = item_new("a", 1, 1), *a2 = item_new("a", 1, 2);
+    (void)state;
+
+    btree_init(&t, item_key);
+    assert_int_equal(btree_get_mut(&t, "a", 1, &slot), IK_ENOENT);
+    assert_int_equal(btree_insert(&t, a, NULL), 0);
+    fail_countdown = 0;
+    btree_fail_alloc_hook = fail_after;
+    assert_int_equal(btree_get_mut(&t, "a", 1, &slot), 0);
+    assert_ptr_equal(*slot, a);
+    assert_int_equal(btree_get_mut(&t, "b", 1, &slot), IK_ENOENT);
+    assert_null(slot);
+    /* Shared: the copy needs an allocation, which fails cleanly. */
+    btree_clone(&t, &c);
+    assert_int_equal(btree_get_mut(&t, "a", 1, &slot), IK_ENOMEM);
+    assert_null(slot);
+    btree_fail_alloc_hook = NULL;
+    assert_int_equal(btree_get_mut(&t, "a", 1, &slot), 0);
+    *slot = a2;
+    assert_ptr_equal(btree_get(&t, "a", 1), a2);
+    assert_ptr_equal(btree_get(&c, "a", 1), a);
+    assert_int_equal(btree_verify(&t), 0);
+    assert_int_equal(btree_verify(&c), 0);
+    n_freed = 0;
+    btree_close(&c, item_free);
+    btree_close(&t, item_free);
+    assert_int_equal(n_freed, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -508,6 +864,10 @@ int main(void)
         cmocka_unit_test(test_range_scans),
         cmocka_unit_test(test_verify_detects_disorder),
         cmocka_unit_test(test_alloc_failure),
+        cmocka_unit_test(test_clones_independent),
+        cmocka_unit_test(test_clone_drain),
+        cmocka_unit_test(test_clone_alloc_failure),
+        cmocka_unit_test(test_get_mut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
