@@ -18,6 +18,7 @@ libikada_a_SOURCES = \
 	server/compactor.c server/compactor.h \
 	server/lease.c server/lease.h \
 	server/watch.c server/watch.h \
+	server/history.c server/history.h \
 	snapshot/snapshot.c snapshot/snapshot.h
 nodist_libikada_a_SOURCES = $(PROTO_H)
 

@@ -25,6 +25,8 @@
 #include "client/grpc_client_uv.h"
 #include "server/compactor.h"
 #include "server/grpc_uv.h"
+#include "server/history.h"
+#include "server/lease.h"
 #include "server/log.h"
 #include "server/mvcc.h"
 #include "server/peer_uv.h"
@@ -114,6 +116,14 @@ struct node {
     bool ready;
     void (*ready_cb)(void *arg);
     void *ready_arg;
+
+    /* Leases (replicated; expiry tracked by the leader) and watches. */
+    struct lessor lessor;
+    struct lease_idgen idgen;
+    uv_timer_t lease_timer;
+    bool lease_primary;
+    struct watch_hub *hub;
+    uv_timer_t watch_timer;
 
     /* Alarms (replicated, saved in snapshots) and the space quota. */
     struct node_alarm *alarms;
@@ -219,6 +229,12 @@ static Etcdserverpb__ResponseHeader *response_header(ProtobufCMessage *m)
     }
     if (d == &etcdserverpb__compaction_response__descriptor) {
         return ((Etcdserverpb__CompactionResponse *)m)->header;
+    }
+    if (d == &etcdserverpb__lease_grant_response__descriptor) {
+        return ((Etcdserverpb__LeaseGrantResponse *)m)->header;
+    }
+    if (d == &etcdserverpb__lease_revoke_response__descriptor) {
+        return ((Etcdserverpb__LeaseRevokeResponse *)m)->header;
     }
     return NULL;
 }
@@ -477,6 +493,63 @@ static int alarms_apply(struct node *n, const Etcdserverpb__AlarmRequest *r,
     return 0;
 }
 
+static uint64_t now_ms(void);
+
+static int lease_grant_apply(struct node *n,
+                             const Etcdserverpb__LeaseGrantRequest *r,
+                             ProtobufCMessage **out)
+{
+    Etcdserverpb__LeaseGrantResponse *resp = malloc(sizeof *resp);
+    Etcdserverpb__ResponseHeader *h = malloc(sizeof *h);
+    int64_t ttl = 0;
+    int rv;
+
+    if (resp == NULL || h == NULL) {
+        free(resp);
+        free(h);
+        return IK_ENOMEM;
+    }
+    rv = lease_grant(&n->lessor, r->id, r->ttl, now_ms(), &ttl);
+    if (rv != 0) {
+        free(resp);
+        free(h);
+        return rv;
+    }
+    etcdserverpb__lease_grant_response__init(resp);
+    etcdserverpb__response_header__init(h);
+    resp->header = h;
+    resp->id = r->id;
+    resp->ttl = ttl;
+    *out = &resp->base;
+    return 0;
+}
+
+static int lease_revoke_apply(struct node *n,
+                              const Etcdserverpb__LeaseRevokeRequest *r,
+                              ProtobufCMessage **out)
+{
+    Etcdserverpb__LeaseRevokeResponse *resp = malloc(sizeof *resp);
+    Etcdserverpb__ResponseHeader *h = malloc(sizeof *h);
+    int rv;
+
+    if (resp == NULL || h == NULL) {
+        free(resp);
+        free(h);
+        return IK_ENOMEM;
+    }
+    rv = lease_revoke(&n->lessor, r->id);
+    if (rv != 0) {
+        free(resp);
+        free(h);
+        return rv;
+    }
+    etcdserverpb__lease_revoke_response__init(resp);
+    etcdserverpb__response_header__init(h);
+    resp->header = h;
+    *out = &resp->base;
+    return 0;
+}
+
 /* While NOSPACE is raised, writes that add data fail (deletes and
  * compactions still work), as with etcd's capped applier. */
 static bool capped(const struct node *n, const Ikadapb__InternalRequest *ir)
@@ -506,9 +579,25 @@ static int execute(struct node *n, const Ikadapb__InternalRequest *ir,
                                (Etcdserverpb__DeleteRangeResponse **)resp);
     case IKADAPB__INTERNAL_REQUEST__OP_TXN:
         return kv_txn(&n->kv, ir->txn, (Etcdserverpb__TxnResponse **)resp);
-    case IKADAPB__INTERNAL_REQUEST__OP_COMPACTION:
-        return kv_compact(&n->kv, ir->compaction,
-                          (Etcdserverpb__CompactionResponse **)resp);
+    case IKADAPB__INTERNAL_REQUEST__OP_COMPACTION: {
+        int rv = kv_compact(&n->kv, ir->compaction,
+                            (Etcdserverpb__CompactionResponse **)resp);
+        if (rv == 0 && n->hub != NULL) {
+            watch_hub_compact(n->hub, mvcc_compact_rev(&n->store));
+        }
+        return rv;
+    }
+    case IKADAPB__INTERNAL_REQUEST__OP_LEASE_GRANT:
+        return lease_grant_apply(n, ir->lease_grant, resp);
+    case IKADAPB__INTERNAL_REQUEST__OP_LEASE_REVOKE:
+        return lease_revoke_apply(n, ir->lease_revoke, resp);
+    case IKADAPB__INTERNAL_REQUEST__OP_LEASE_CHECKPOINT:
+        for (size_t i = 0; i < ir->lease_checkpoint->n_checkpoints; i++) {
+            const Ikadapb__LeaseCheckpoint *c =
+                ir->lease_checkpoint->checkpoints[i];
+            lease_checkpoint(&n->lessor, c->id, c->remaining_ttl, now_ms());
+        }
+        return 0;
     case IKADAPB__INTERNAL_REQUEST__OP_PUBLISH:
         return members_publish(n, ir->publish);
     case IKADAPB__INTERNAL_REQUEST__OP_MEMBER_CHANGE:
@@ -683,6 +772,26 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     free(n->alarms);
     n->alarms = alarms;
     n->n_alarms = n_alarms;
+    /* Leases: their table from the snapshot, their keys from the store. */
+    rv = snapshot_section_get(buf->base, buf->len, SNAPSHOT_SECTION_LEASES,
+                              &section, &section_len);
+    if (rv == 0) {
+        rv = lease_decode(&n->lessor, section, section_len);
+        free(section);
+    } else if (rv == IK_ENOENT) {
+        rv = 0; /* no lease section: keep the lessor as it is */
+    }
+    if (rv == 0) {
+        rv = lease_rebuild_from_store(&n->lessor, &n->store);
+    }
+    if (rv != 0) {
+        log_error("snapshot restore: leases: %s", ik_strerror(rv));
+    }
+    n->lease_primary = false;
+    if (n->hub != NULL) {
+        watch_hub_restore(n->hub, mvcc_rev(&n->store),
+                          mvcc_compact_rev(&n->store));
+    }
     raft_free(buf->base);
     return 0;
 }
@@ -709,6 +818,10 @@ response_descriptor(Ikadapb__InternalRequest__OpCase op)
         return &etcdserverpb__compaction_response__descriptor;
     case IKADAPB__INTERNAL_REQUEST__OP_ALARM:
         return &etcdserverpb__alarm_response__descriptor;
+    case IKADAPB__INTERNAL_REQUEST__OP_LEASE_GRANT:
+        return &etcdserverpb__lease_grant_response__descriptor;
+    case IKADAPB__INTERNAL_REQUEST__OP_LEASE_REVOKE:
+        return &etcdserverpb__lease_revoke_response__descriptor;
     default:
         return NULL;
     }
@@ -1485,6 +1598,277 @@ static void peer_on_cancel(struct grpc_call *call)
     }
 }
 
+/* --- leases and watches ------------------------------------------------- */
+
+#define WATCH_TICK_MS 100
+#define WATCH_SYNC_ROUNDS 16
+#define EXPIRED_BATCH 64
+
+/* A proposal the node makes on its own behalf; freed when done. */
+static void internal_done(struct node_proposal *p, int status,
+                          ProtobufCMessage *resp)
+{
+    (void)status;
+    if (resp != NULL) {
+        protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    free(p);
+}
+
+static void propose_internal(struct node *n, const Ikadapb__InternalRequest *ir)
+{
+    struct node_proposal *p = calloc(1, sizeof *p);
+    if (p != NULL && node_propose(n, p, ir, internal_done) != 0) {
+        free(p);
+    }
+}
+
+/* Every committed write reaches the lessor (key attachments) and the
+ * watch hub (events). */
+static void commit_hook(void *arg, const struct mvcc *m)
+{
+    struct node *n = arg;
+    lease_commit_hook(&n->lessor, m);
+    if (n->hub != NULL) {
+        watch_hub_notify_mvcc(n->hub, m);
+    }
+}
+
+static void hub_fill_header(void *arg, Etcdserverpb__ResponseHeader *h)
+{
+    struct node *n = arg;
+    h->cluster_id = n->cluster_id;
+    h->member_id = n->member_id;
+    h->raft_term = n->raft.current_term;
+}
+
+static int leases_and_watches_init(struct node *n,
+                                   const struct node_options *opts)
+{
+    struct lease_config lcfg;
+    struct watch_hub_config wcfg = {0};
+
+    lease_config_init(&lcfg, opts->heartbeat_ms, opts->election_ms);
+    lease_init(&n->lessor, &lcfg, &n->store);
+    lease_idgen_init(&n->idgen, n->member_id, uv_hrtime() / 1000000);
+    n->kv.lease_exists = lease_exists_cb;
+    n->kv.lease_data = &n->lessor;
+    wcfg.rev = mvcc_rev(&n->store);
+    wcfg.compact_rev = mvcc_compact_rev(&n->store);
+    wcfg.history = history_read;
+    wcfg.history_arg = &n->store;
+    wcfg.fill_header = hub_fill_header;
+    wcfg.header_arg = n;
+    wcfg.fragment_bytes = opts->max_request_bytes + 512 * 1024;
+    if (watch_hub_new(&wcfg, &n->hub) != 0) {
+        return IK_ENOMEM;
+    }
+    mvcc_set_commit_hook(&n->store, commit_hook, n);
+    return 0;
+}
+
+/* Only the leader's lessor tracks expiry: follow leadership changes. */
+static bool lease_leader_check(struct node *n)
+{
+    bool leader = raft_state(&n->raft) == RAFT_LEADER;
+    if (leader && !n->lease_primary) {
+        lease_promote(&n->lessor, now_ms());
+        n->lease_primary = true;
+    } else if (!leader && n->lease_primary) {
+        lease_demote(&n->lessor);
+        n->lease_primary = false;
+    }
+    return leader;
+}
+
+/* Leader: revoke expired leases and checkpoint remaining TTLs, through
+ * raft like every other change. */
+static void lease_timer_cb(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    Ikadapb__InternalRequest ir = IKADAPB__INTERNAL_REQUEST__INIT;
+    int64_t ids[EXPIRED_BATCH];
+    struct lease_checkpoint *cps;
+    uint64_t now = now_ms();
+    size_t k;
+
+    if (n->closing || !lease_leader_check(n)) {
+        return;
+    }
+    k = lease_expired(&n->lessor, now, ids, EXPIRED_BATCH);
+    for (size_t i = 0; i < k; i++) {
+        Etcdserverpb__LeaseRevokeRequest r =
+            ETCDSERVERPB__LEASE_REVOKE_REQUEST__INIT;
+        r.id = ids[i];
+        ir.op_case = IKADAPB__INTERNAL_REQUEST__OP_LEASE_REVOKE;
+        ir.lease_revoke = &r;
+        propose_internal(n, &ir);
+    }
+    cps = calloc(LEASE_CHECKPOINT_BATCH, sizeof *cps);
+    k = cps != NULL
+            ? lease_checkpoints(&n->lessor, now, cps, LEASE_CHECKPOINT_BATCH)
+            : 0;
+    if (k > 0) {
+        Ikadapb__LeaseCheckpoints msg = IKADAPB__LEASE_CHECKPOINTS__INIT;
+        Ikadapb__LeaseCheckpoint *c = calloc(k, sizeof *c);
+        Ikadapb__LeaseCheckpoint **cp = calloc(k, sizeof *cp);
+        if (c != NULL && cp != NULL) {
+            for (size_t i = 0; i < k; i++) {
+                ikadapb__lease_checkpoint__init(&c[i]);
+                c[i].id = cps[i].id;
+                c[i].remaining_ttl = cps[i].remaining_ttl;
+                cp[i] = &c[i];
+            }
+            msg.n_checkpoints = k;
+            msg.checkpoints = cp;
+            ir.op_case = IKADAPB__INTERNAL_REQUEST__OP_LEASE_CHECKPOINT;
+            ir.lease_checkpoint = &msg;
+            propose_internal(n, &ir);
+        }
+        free(c);
+        free(cp);
+    }
+    free(cps);
+}
+
+/* Watches: catch slow watchers up and send progress notifications. */
+static void watch_timer_cb(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    for (int i = 0; i < WATCH_SYNC_ROUNDS && watch_hub_sync(n->hub); i++) {
+    }
+    watch_hub_tick(n->hub, now_ms());
+}
+
+struct lessor *node_lessor(struct node *n)
+{
+    return &n->lessor;
+}
+
+struct watch_hub *node_watch_hub(struct node *n)
+{
+    return n->hub;
+}
+
+int64_t node_lease_new_id(struct node *n)
+{
+    return lease_idgen_next(&n->idgen);
+}
+
+int node_lease_renew(struct node *n, int64_t id, int64_t *ttl)
+{
+    bool clear = false;
+    int rv;
+
+    if (!lease_leader_check(n)) {
+        return IK_ENOTLEADER;
+    }
+    rv = lease_renew(&n->lessor, id, now_ms(), ttl, &clear);
+    if (rv == 0 && clear) {
+        /* A renewed lease's old checkpoint must not shorten it later. */
+        Ikadapb__InternalRequest ir = IKADAPB__INTERNAL_REQUEST__INIT;
+        Ikadapb__LeaseCheckpoints msg = IKADAPB__LEASE_CHECKPOINTS__INIT;
+        Ikadapb__LeaseCheckpoint c = IKADAPB__LEASE_CHECKPOINT__INIT;
+        Ikadapb__LeaseCheckpoint *cp = &c;
+        c.id = id;
+        c.remaining_ttl = 0;
+        msg.n_checkpoints = 1;
+        msg.checkpoints = &cp;
+        ir.op_case = IKADAPB__INTERNAL_REQUEST__OP_LEASE_CHECKPOINT;
+        ir.lease_checkpoint = &msg;
+        propose_internal(n, &ir);
+    }
+    return rv;
+}
+
+int node_lease_ttl(struct node *n, int64_t id, int64_t *granted,
+                   int64_t *remaining)
+{
+    if (!lease_leader_check(n)) {
+        return IK_ENOTLEADER;
+    }
+    return lease_time_to_live(&n->lessor, id, now_ms(), granted, remaining);
+}
+
+struct renew_call {
+    node_renew_cb cb;
+    void *data;
+};
+
+static void renew_done(void *data, int status, const char *message,
+                       const uint8_t *resp, size_t len)
+{
+    struct renew_call *rc = data;
+    Ikadapb__LeaseRenewResponse *r = NULL;
+    int64_t ttl = 0;
+    int rv = ik_error_from_grpc(status, message);
+
+    if (rv == 0) {
+        r = ikadapb__lease_renew_response__unpack(NULL, len, resp);
+        rv = r != NULL ? 0 : IK_EPROTO;
+        ttl = r != NULL ? r->ttl : 0;
+    }
+    if (r != NULL) {
+        ikadapb__lease_renew_response__free_unpacked(r, NULL);
+    }
+    rc->cb(rc->data, rv, ttl);
+    free(rc);
+}
+
+int node_lease_renew_remote(struct node *n, int64_t id, node_renew_cb cb,
+                            void *data)
+{
+    Ikadapb__LeaseRenewRequest req = IKADAPB__LEASE_RENEW_REQUEST__INIT;
+    struct renew_call *rc;
+    uint8_t buf[32];
+    size_t len;
+    int rv;
+
+    req.id = id;
+    len = ikadapb__lease_renew_request__pack(&req, buf);
+    rc = malloc(sizeof *rc);
+    if (rc == NULL) {
+        return IK_ENOMEM;
+    }
+    rc->cb = cb;
+    rc->data = data;
+    rv = node_forward(n, "/ikadapb.Peer/LeaseRenew", buf, len, renew_done, rc);
+    if (rv != 0) {
+        free(rc);
+    }
+    return rv;
+}
+
+static void peer_lease_renew_on_message(struct grpc_call *call,
+                                        const uint8_t *data, size_t len)
+{
+    struct node *n = grpc_call_method(call)->data;
+    Ikadapb__LeaseRenewRequest *req =
+        ikadapb__lease_renew_request__unpack(NULL, len, data);
+    Ikadapb__LeaseRenewResponse resp = IKADAPB__LEASE_RENEW_RESPONSE__INIT;
+    int rv;
+
+    if (req == NULL) {
+        grpc_call_finish_error(call, IK_EMALFORMED);
+        return;
+    }
+    rv = node_lease_renew(n, req->id, &resp.ttl);
+    ikadapb__lease_renew_request__free_unpacked(req, NULL);
+    if (rv == IK_ELEASENOTFOUND) {
+        resp.ttl = 0;
+        rv = 0;
+    }
+    if (rv != 0) {
+        grpc_call_finish_error(call, rv);
+        return;
+    }
+    if (grpc_call_send_proto(call, &resp.base) != 0) {
+        grpc_call_finish_error(call, IK_ENOMEM);
+    } else {
+        grpc_call_finish(call, GRPC_OK, NULL);
+    }
+}
+
 /* --- automatic compaction ------------------------------------------------ */
 
 static void compact_done(struct node_proposal *p, int status,
@@ -2026,11 +2410,12 @@ static int alarms_decode(const void *buf, size_t len, struct node_alarm **out,
 
 /* The snapshot sections besides the store, encoded from the node's current
  * state. */
-#define SNAP_EXTRA 2
+#define SNAP_EXTRA 3
 struct snap_extra {
     struct snapshot_section sections[SNAP_EXTRA];
     void *members;
     void *alarms;
+    uint8_t *leases;
 };
 
 static int snap_extra_encode(const struct node *n, struct snap_extra *e)
@@ -2040,12 +2425,17 @@ static int snap_extra_encode(const struct node *n, struct snap_extra *e)
     memset(e, 0, sizeof *e);
     e->sections[0].type = SNAPSHOT_SECTION_MEMBERS;
     e->sections[1].type = SNAPSHOT_SECTION_META;
+    e->sections[2].type = SNAPSHOT_SECTION_LEASES;
     rv = members_encode(n, &e->members, &e->sections[0].len);
     if (rv == 0) {
         rv = alarms_encode(n, &e->alarms, &e->sections[1].len);
     }
+    if (rv == 0) {
+        rv = lease_encode(&n->lessor, &e->leases, &e->sections[2].len);
+    }
     e->sections[0].data = e->members;
     e->sections[1].data = e->alarms;
+    e->sections[2].data = e->leases;
     return rv;
 }
 
@@ -2053,6 +2443,7 @@ static void snap_extra_free(struct snap_extra *e)
 {
     free(e->members);
     free(e->alarms);
+    free(e->leases);
     memset(e, 0, sizeof *e);
 }
 
@@ -2436,6 +2827,10 @@ static void node_free(struct node *n)
     free(n->peer_methods);
     free(n->alarms);
     compactor_close(&n->compactor);
+    lease_close(&n->lessor);
+    if (n->hub != NULL) {
+        watch_hub_free(n->hub);
+    }
     free(n);
 }
 
@@ -2444,7 +2839,7 @@ static int start_peer(struct node *n, const struct node_options *opts,
                       char *errmsg)
 {
     struct grpc_server_config cfg = {0};
-    size_t count = 3 + opts->n_peer_methods;
+    size_t count = 4 + opts->n_peer_methods;
     int rv;
 
     n->peer_methods = calloc(count, sizeof *n->peer_methods);
@@ -2472,8 +2867,14 @@ static int start_peer(struct node *n, const struct node_options *opts,
         .on_message = peer_members_on_message,
         .data = n,
     };
+    n->peer_methods[3] = (struct grpc_method){
+        .path = "/ikadapb.Peer/LeaseRenew",
+        .kind = GRPC_UNARY,
+        .on_message = peer_lease_renew_on_message,
+        .data = n,
+    };
     for (size_t i = 0; i < opts->n_peer_methods; i++) {
-        n->peer_methods[3 + i] = opts->peer_methods[i];
+        n->peer_methods[4 + i] = opts->peer_methods[i];
     }
     cfg.methods = n->peer_methods;
     cfg.n_methods = count;
@@ -2552,6 +2953,12 @@ int node_init(struct node **out, uv_loop_t *loop,
         return rv;
     }
     n->kv.store = &n->store;
+    rv = leases_and_watches_init(n, opts);
+    if (rv != 0) {
+        ik_errmsg_printf(errmsg, "out of memory");
+        node_free(n);
+        return rv;
+    }
 
     n->fsm.version = 3;
     n->fsm.data = n;
@@ -2645,6 +3052,14 @@ int node_init(struct node **out, uv_loop_t *loop,
     n->retry_timer.data = n;
     uv_check_init(loop, &n->apply_check);
     n->apply_check.data = n;
+    uv_timer_init(loop, &n->lease_timer);
+    n->lease_timer.data = n;
+    uv_timer_start(&n->lease_timer, lease_timer_cb, LEASE_TICK_MS,
+                   LEASE_TICK_MS);
+    uv_timer_init(loop, &n->watch_timer);
+    n->watch_timer.data = n;
+    uv_timer_start(&n->watch_timer, watch_timer_cb, WATCH_TICK_MS,
+                   WATCH_TICK_MS);
     uv_timer_init(loop, &n->drain_timer);
     n->drain_timer.data = n;
     uv_timer_init(loop, &n->compact_timer);
@@ -2721,6 +3136,8 @@ void node_close(struct node *n, void (*cb)(void *arg), void *arg)
     uv_timer_stop(&n->retry_timer);
     uv_timer_stop(&n->compact_timer);
     uv_timer_stop(&n->reconcile_timer);
+    uv_timer_stop(&n->lease_timer);
+    uv_timer_stop(&n->watch_timer);
     /*
      * raft is not torn down: canonical/raft 0.15's raft_close() is not safe
      * while disk writes are in flight (closing a leader with several

@@ -222,6 +222,35 @@ int node_alarm_change(struct node *n, struct node_proposal *p,
                       const Etcdserverpb__AlarmRequest *req,
                       node_proposal_cb cb);
 
+struct lessor;
+struct watch_hub;
+
+/* The member's lessor (lease table) and watch hub. */
+struct lessor *node_lessor(struct node *n);
+struct watch_hub *node_watch_hub(struct node *n);
+
+/* A new lease id, unique cluster-wide (etcd's id scheme). */
+int64_t node_lease_new_id(struct node *n);
+
+/*
+ * Keep lease @id alive on this member, which must be the leader
+ * (IK_ENOTLEADER otherwise: use node_lease_renew_remote()). Sets *ttl to
+ * the lease's TTL; IK_ELEASENOTFOUND when it does not exist (or expired).
+ */
+int node_lease_renew(struct node *n, int64_t id, int64_t *ttl);
+
+/* Leader only (IK_ENOTLEADER elsewhere): the lease's granted and
+ * remaining TTL in seconds; IK_ELEASENOTFOUND when it does not exist. */
+int node_lease_ttl(struct node *n, int64_t id, int64_t *granted,
+                   int64_t *remaining);
+
+/* Ask the leader to keep lease @id alive. @cb gets 0 and the TTL (<= 0:
+ * no such lease) or an IK_E* code. Returns 0 (@cb will fire) or an error
+ * (it will not). */
+typedef void (*node_renew_cb)(void *data, int status, int64_t ttl);
+int node_lease_renew_remote(struct node *n, int64_t id, node_renew_cb cb,
+                            void *data);
+
 /* True once this member's attributes are published (see ready_cb). */
 bool node_ready(const struct node *n);
 

@@ -8,6 +8,8 @@
 #include "server/config.h"
 #include "server/ids.h"
 #include "server/kv.h"
+#include "server/lease.h"
+#include "server/watch.h"
 
 /* gRPC adds framing and field overhead on top of --max-request-bytes; etcd
  * lets messages this much larger through gRPC so that the size check that
@@ -558,6 +560,325 @@ static void defragment_start(struct op *op)
     reply_static(op, &resp.base);
 }
 
+/* A follower hands a leader-only call to the leader and relays its
+ * answer. */
+static void member_forwarded(void *data, int status, const char *message,
+                             const uint8_t *resp, size_t len)
+{
+    struct op *op = data;
+
+    if (op->call != NULL) {
+        if (status != GRPC_OK) {
+            grpc_call_finish(op->call, status, message);
+        } else if (grpc_call_send(op->call, resp, len) != 0) {
+            grpc_call_finish_error(op->call, IK_ENOMEM);
+        } else {
+            grpc_call_finish(op->call, GRPC_OK, NULL);
+        }
+    }
+    op_free(op);
+}
+
+/* --- Lease ---------------------------------------------------------------- */
+
+static void lease_grant_start(struct op *op)
+{
+    Etcdserverpb__LeaseGrantRequest *req =
+        (Etcdserverpb__LeaseGrantRequest *)op->req;
+    Ikadapb__InternalRequest ir = IKADAPB__INTERNAL_REQUEST__INIT;
+
+    /* As etcd, the member the client talks to picks a missing id. */
+    if (req->id == 0) {
+        req->id = node_lease_new_id(op->svc->node);
+    }
+    ir.op_case = IKADAPB__INTERNAL_REQUEST__OP_LEASE_GRANT;
+    ir.lease_grant = req;
+    propose(op, &ir);
+}
+
+static void lease_revoke_start(struct op *op)
+{
+    Ikadapb__InternalRequest ir = IKADAPB__INTERNAL_REQUEST__INIT;
+
+    ir.op_case = IKADAPB__INTERNAL_REQUEST__OP_LEASE_REVOKE;
+    ir.lease_revoke = (Etcdserverpb__LeaseRevokeRequest *)op->req;
+    propose(op, &ir);
+}
+
+/* The leader answers (followers hand the call over): remaining TTL and,
+ * if asked, the keys. An unknown lease is TTL -1, not an error (etcd). */
+static void lease_ttl_start(struct op *op)
+{
+    Etcdserverpb__LeaseTimeToLiveRequest *req =
+        (Etcdserverpb__LeaseTimeToLiveRequest *)op->req;
+    Etcdserverpb__LeaseTimeToLiveResponse resp =
+        ETCDSERVERPB__LEASE_TIME_TO_LIVE_RESPONSE__INIT;
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    struct node *node = op->svc->node;
+    struct lease_key *keys = NULL;
+    ProtobufCBinaryData *bins = NULL;
+    size_t n_keys = 0;
+    int rv;
+
+    rv = node_lease_ttl(node, req->id, &resp.grantedttl, &resp.ttl);
+    if (rv == IK_ENOTLEADER) {
+        rv = node_forward(node, grpc_call_method(op->call)->path, op->raw,
+                          op->raw_len, member_forwarded, op);
+        if (rv != 0) {
+            op_reply(op, rv, NULL);
+        }
+        return;
+    }
+    if (rv == IK_ELEASENOTFOUND) {
+        resp.ttl = -1;
+        resp.grantedttl = 0;
+    } else if (rv != 0) {
+        op_reply(op, rv, NULL);
+        return;
+    } else if (req->keys) {
+        rv = lease_keys(node_lessor(node), req->id, &keys, &n_keys);
+        bins = calloc(n_keys + 1, sizeof *bins);
+        if (rv != 0 || bins == NULL) {
+            free(keys);
+            free(bins);
+            op_reply(op, rv != 0 ? rv : IK_ENOMEM, NULL);
+            return;
+        }
+        for (size_t i = 0; i < n_keys; i++) {
+            bins[i].data = (uint8_t *)keys[i].key;
+            bins[i].len = keys[i].len;
+        }
+        resp.n_keys = n_keys;
+        resp.keys = bins;
+    }
+    node_fill_header(node, &h);
+    resp.header = &h;
+    resp.id = req->id;
+    reply_static(op, &resp.base);
+    free(keys);
+    free(bins);
+}
+
+static void lease_leases_start(struct op *op)
+{
+    Etcdserverpb__LeaseLeasesResponse resp =
+        ETCDSERVERPB__LEASE_LEASES_RESPONSE__INIT;
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    Etcdserverpb__LeaseStatus *st = NULL, **sp = NULL;
+    int64_t *ids = NULL;
+    size_t n = 0;
+    int rv;
+
+    rv = lease_leases(node_lessor(op->svc->node), &ids, &n);
+    if (rv == 0) {
+        st = calloc(n + 1, sizeof *st);
+        sp = calloc(n + 1, sizeof *sp);
+        if (st == NULL || sp == NULL) {
+            rv = IK_ENOMEM;
+        }
+    }
+    if (rv != 0) {
+        free(ids);
+        free(st);
+        free(sp);
+        op_reply(op, rv, NULL);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        etcdserverpb__lease_status__init(&st[i]);
+        st[i].id = ids[i];
+        sp[i] = &st[i];
+    }
+    node_fill_header(op->svc->node, &h);
+    resp.header = &h;
+    resp.n_leases = n;
+    resp.leases = sp;
+    reply_static(op, &resp.base);
+    free(ids);
+    free(st);
+    free(sp);
+}
+
+/* LeaseKeepAlive: a bidirectional stream of renewals. Followers ask the
+ * leader, so answers may come after the stream is gone: the stream state
+ * lives until its last renewal is answered. */
+struct ka_stream {
+    struct grpc_call *call; /* NULL once gone */
+    struct service *svc;
+    unsigned inflight;
+};
+
+static void ka_send(struct ka_stream *ks, int64_t id, int64_t ttl)
+{
+    Etcdserverpb__LeaseKeepAliveResponse resp =
+        ETCDSERVERPB__LEASE_KEEP_ALIVE_RESPONSE__INIT;
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+
+    node_fill_header(ks->svc->node, &h);
+    resp.header = &h;
+    resp.id = id;
+    resp.ttl = ttl > 0 ? ttl : 0;
+    if (grpc_call_send_proto(ks->call, &resp.base) != 0) {
+        grpc_call_finish_error(ks->call, IK_ENOMEM);
+        ks->call = NULL;
+    }
+}
+
+struct ka_renewal {
+    struct ka_stream *ks;
+    int64_t id;
+};
+
+static void ka_renewed(void *data, int status, int64_t ttl)
+{
+    struct ka_renewal *r = data;
+    struct ka_stream *ks = r->ks;
+
+    ks->inflight--;
+    if (ks->call != NULL) {
+        if (status != 0) {
+            grpc_call_finish_error(ks->call, status);
+            grpc_call_set_data(ks->call, NULL);
+            ks->call = NULL;
+        } else {
+            ka_send(ks, r->id, ttl);
+        }
+    }
+    if (ks->call == NULL && ks->inflight == 0) {
+        free(ks);
+    }
+    free(r);
+}
+
+static void ka_on_message(struct grpc_call *call, const uint8_t *data,
+                          size_t len)
+{
+    const struct binding *b = grpc_call_method(call)->data;
+    struct ka_stream *ks = grpc_call_get_data(call);
+    Etcdserverpb__LeaseKeepAliveRequest *req;
+    struct ka_renewal *r;
+    int64_t ttl = 0;
+    int rv;
+
+    if (ks == NULL) {
+        ks = calloc(1, sizeof *ks);
+        if (ks == NULL) {
+            grpc_call_finish_error(call, IK_ENOMEM);
+            return;
+        }
+        ks->call = call;
+        ks->svc = b->svc;
+        grpc_call_set_data(call, ks);
+    }
+    req = etcdserverpb__lease_keep_alive_request__unpack(NULL, len, data);
+    if (req == NULL) {
+        return; /* etcd ignores what it cannot decode on this stream */
+    }
+    rv = node_lease_renew(ks->svc->node, req->id, &ttl);
+    if (rv == 0 || rv == IK_ELEASENOTFOUND) {
+        ka_send(ks, req->id, rv == 0 ? ttl : 0);
+    } else if (rv == IK_ENOTLEADER && (r = malloc(sizeof *r)) != NULL) {
+        r->ks = ks;
+        r->id = req->id;
+        if (node_lease_renew_remote(ks->svc->node, req->id, ka_renewed, r) ==
+            0) {
+            ks->inflight++;
+        } else {
+            free(r);
+            grpc_call_finish_error(call, IK_ENOLEADER);
+            grpc_call_set_data(call, NULL);
+            ks->call = NULL;
+            if (ks->inflight == 0) {
+                free(ks);
+            }
+        }
+    } else {
+        grpc_call_finish_error(call, rv == IK_ENOTLEADER ? IK_ENOMEM : rv);
+        grpc_call_set_data(call, NULL);
+        ks->call = NULL;
+        if (ks->inflight == 0) {
+            free(ks);
+        }
+    }
+    etcdserverpb__lease_keep_alive_request__free_unpacked(req, NULL);
+}
+
+static void ka_release(struct grpc_call *call)
+{
+    struct ka_stream *ks = grpc_call_get_data(call);
+    if (ks == NULL) {
+        return;
+    }
+    grpc_call_set_data(call, NULL);
+    ks->call = NULL;
+    if (ks->inflight == 0) {
+        free(ks);
+    }
+}
+
+/* The client closed its side: end the stream (etcd returns OK). */
+static void ka_on_half_close(struct grpc_call *call)
+{
+    ka_release(call);
+    grpc_call_finish(call, GRPC_OK, NULL);
+}
+
+/* --- Watch ---------------------------------------------------------------- */
+
+static int watch_send(void *arg, const Etcdserverpb__WatchResponse *resp)
+{
+    return grpc_call_send_proto(arg, &resp->base);
+}
+
+static size_t watch_queued(void *arg)
+{
+    return grpc_call_pending_bytes(arg);
+}
+
+static const struct watch_stream_ops watch_ops = {
+    .send = watch_send,
+    .queued_bytes = watch_queued,
+};
+
+static void watch_on_message(struct grpc_call *call, const uint8_t *data,
+                             size_t len)
+{
+    const struct binding *b = grpc_call_method(call)->data;
+    struct watch_stream *ws = grpc_call_get_data(call);
+    int rv;
+
+    if (ws == NULL) {
+        rv = watch_stream_new(node_watch_hub(b->svc->node), &watch_ops, call,
+                              &ws);
+        if (rv != 0) {
+            grpc_call_finish_error(call, rv);
+            return;
+        }
+        grpc_call_set_data(call, ws);
+    }
+    rv = watch_stream_recv_packed(ws, data, len);
+    if (rv != 0 && watch_stream_error(ws) != 0) {
+        grpc_call_set_data(call, NULL);
+        watch_stream_free(ws);
+        grpc_call_finish_error(call, rv);
+    }
+}
+
+static void watch_release(struct grpc_call *call)
+{
+    struct watch_stream *ws = grpc_call_get_data(call);
+    if (ws != NULL) {
+        grpc_call_set_data(call, NULL);
+        watch_stream_free(ws);
+    }
+}
+
+static void watch_on_half_close(struct grpc_call *call)
+{
+    watch_release(call);
+    grpc_call_finish(call, GRPC_OK, NULL);
+}
+
 /* --- membership (leader-only) -------------------------------------------- */
 
 static void member_change_done(struct node_proposal *p, int status,
@@ -611,24 +932,6 @@ static void member_change_done(struct node_proposal *p, int status,
     }
     free(ms);
     free(mp);
-}
-
-/* A follower hands the call to the leader and relays its answer. */
-static void member_forwarded(void *data, int status, const char *message,
-                             const uint8_t *resp, size_t len)
-{
-    struct op *op = data;
-
-    if (op->call != NULL) {
-        if (status != GRPC_OK) {
-            grpc_call_finish(op->call, status, message);
-        } else if (grpc_call_send(op->call, resp, len) != 0) {
-            grpc_call_finish_error(op->call, IK_ENOMEM);
-        } else {
-            grpc_call_finish(op->call, GRPC_OK, NULL);
-        }
-    }
-    op_free(op);
 }
 
 /* Peer URLs as etcd accepts them for a member: http(s)://host:port. */
@@ -746,6 +1049,21 @@ static const struct {
     {"/etcdserverpb.Maintenance/Snapshot",
      {&etcdserverpb__snapshot_request__descriptor, snapshot_start, false},
      GRPC_SERVER_STREAMING},
+    {"/etcdserverpb.Lease/LeaseGrant",
+     {&etcdserverpb__lease_grant_request__descriptor, lease_grant_start, false},
+     GRPC_UNARY},
+    {"/etcdserverpb.Lease/LeaseRevoke",
+     {&etcdserverpb__lease_revoke_request__descriptor, lease_revoke_start,
+      false},
+     GRPC_UNARY},
+    {"/etcdserverpb.Lease/LeaseLeases",
+     {&etcdserverpb__lease_leases_request__descriptor, lease_leases_start,
+      false},
+     GRPC_UNARY},
+    {"/etcdserverpb.Lease/LeaseTimeToLive",
+     {&etcdserverpb__lease_time_to_live_request__descriptor, lease_ttl_start,
+      true},
+     GRPC_UNARY},
     {"/etcdserverpb.Cluster/MemberAdd",
      {&etcdserverpb__member_add_request__descriptor, member_op_start, true},
      GRPC_UNARY},
@@ -764,6 +1082,25 @@ static const struct {
 };
 
 #define N_UNARY (sizeof unary_methods / sizeof unary_methods[0])
+
+static const struct grpc_method stream_methods[] = {
+    {
+        .path = "/etcdserverpb.Watch/Watch",
+        .kind = GRPC_BIDI_STREAMING,
+        .on_message = watch_on_message,
+        .on_half_close = watch_on_half_close,
+        .on_cancel = watch_release,
+    },
+    {
+        .path = "/etcdserverpb.Lease/LeaseKeepAlive",
+        .kind = GRPC_BIDI_STREAMING,
+        .on_message = ka_on_message,
+        .on_half_close = ka_on_half_close,
+        .on_cancel = ka_release,
+    },
+};
+
+#define N_STREAMS (sizeof stream_methods / sizeof stream_methods[0])
 
 static void unary_on_message(struct grpc_call *call, const uint8_t *data,
                              size_t len)
@@ -816,8 +1153,8 @@ int service_init(struct service **out, struct node *node,
     }
     s->node = node;
     s->opts = *opts;
-    s->methods = calloc(N_UNARY, sizeof *s->methods);
-    s->bindings = calloc(N_UNARY, sizeof *s->bindings);
+    s->methods = calloc(N_UNARY + N_STREAMS, sizeof *s->methods);
+    s->bindings = calloc(N_UNARY + N_STREAMS, sizeof *s->bindings);
     if (s->methods == NULL || s->bindings == NULL) {
         service_free(s);
         return IK_ENOMEM;
@@ -831,7 +1168,14 @@ int service_init(struct service **out, struct node *node,
         s->bindings[i].impl = &unary_methods[i].impl;
         s->methods[i].data = &s->bindings[i];
     }
-    s->n_methods = N_UNARY;
+    /* The bidirectional streams. */
+    for (size_t i = 0; i < N_STREAMS; i++) {
+        struct grpc_method *m = &s->methods[N_UNARY + i];
+        *m = stream_methods[i];
+        s->bindings[N_UNARY + i].svc = s;
+        m->data = &s->bindings[N_UNARY + i];
+    }
+    s->n_methods = N_UNARY + N_STREAMS;
     s->grpc.methods = s->methods;
     s->grpc.n_methods = s->n_methods;
     s->grpc.max_recv_msg_size = opts->max_request_bytes + GRPC_OVERHEAD_BYTES;

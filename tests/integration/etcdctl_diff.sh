@@ -178,14 +178,10 @@ last_out() {
 # ------------------------------------------------------------- scenario
 
 # Leases come late: a server without them shifts every later revision.
-# The watch and lease sections cover the Watch and Lease services, which
-# ikada gains with its watch/lease issue; until then they run only when
-# asked for (IK_DIFF_SECTIONS="... sc_watch ... sc_lease ...", or
-# IK_DIFF_SECTIONS=all for every section in this order).
+# IK_DIFF_SECTIONS="sc_put ..." runs only the sections listed.
 IK_ALL_SECTIONS="sc_put sc_range sc_sort sc_del sc_txn sc_compaction sc_watch
 sc_cluster sc_errors sc_big sc_lease sc_wipe"
-SECTIONS=${IK_DIFF_SECTIONS:-"sc_put sc_range sc_sort sc_del sc_txn
-sc_compaction sc_cluster sc_errors sc_big sc_wipe"}
+SECTIONS=${IK_DIFF_SECTIONS:-all}
 [[ $SECTIONS != all ]] || SECTIONS=$IK_ALL_SECTIONS
 
 sc_put() {
