@@ -560,23 +560,63 @@ static void defragment_start(struct op *op)
     reply_static(op, &resp.base);
 }
 
+/* The response type of a leader-only call, by its request type. */
+static const ProtobufCMessageDescriptor *
+forwarded_response(const ProtobufCMessageDescriptor *req)
+{
+    if (req == &etcdserverpb__member_add_request__descriptor) {
+        return &etcdserverpb__member_add_response__descriptor;
+    }
+    if (req == &etcdserverpb__member_remove_request__descriptor) {
+        return &etcdserverpb__member_remove_response__descriptor;
+    }
+    if (req == &etcdserverpb__member_update_request__descriptor) {
+        return &etcdserverpb__member_update_response__descriptor;
+    }
+    if (req == &etcdserverpb__member_promote_request__descriptor) {
+        return &etcdserverpb__member_promote_response__descriptor;
+    }
+    if (req == &etcdserverpb__lease_time_to_live_request__descriptor) {
+        return &etcdserverpb__lease_time_to_live_response__descriptor;
+    }
+    return NULL;
+}
+
 /* A follower hands a leader-only call to the leader and relays its
- * answer. */
+ * answer, as answered by this member (its id in the header, as etcd's
+ * followers answer such calls themselves). */
 static void member_forwarded(void *data, int status, const char *message,
                              const uint8_t *resp, size_t len)
 {
     struct op *op = data;
+    const ProtobufCMessageDescriptor *d;
+    const ProtobufCFieldDescriptor *f;
+    ProtobufCMessage *msg;
 
-    if (op->call != NULL) {
-        if (status != GRPC_OK) {
-            grpc_call_finish(op->call, status, message);
-        } else if (grpc_call_send(op->call, resp, len) != 0) {
-            grpc_call_finish_error(op->call, IK_ENOMEM);
-        } else {
-            grpc_call_finish(op->call, GRPC_OK, NULL);
+    if (op->call == NULL) {
+        op_free(op);
+        return;
+    }
+    if (status != GRPC_OK) {
+        grpc_call_finish(op->call, status, message);
+        op_free(op);
+        return;
+    }
+    d = forwarded_response(op->req->descriptor);
+    msg = d != NULL ? protobuf_c_message_unpack(d, NULL, len, resp) : NULL;
+    if (msg == NULL) {
+        op_reply(op, IK_EPROTO, NULL);
+        return;
+    }
+    f = protobuf_c_message_descriptor_get_field_by_name(d, "header");
+    if (f != NULL) {
+        Etcdserverpb__ResponseHeader *h =
+            *(Etcdserverpb__ResponseHeader **)((char *)msg + f->offset);
+        if (h != NULL) {
+            h->member_id = node_member_id(op->svc->node);
         }
     }
-    op_free(op);
+    op_reply(op, 0, msg);
 }
 
 /* --- Lease ---------------------------------------------------------------- */
