@@ -2447,16 +2447,68 @@ static void snap_extra_free(struct snap_extra *e)
     memset(e, 0, sizeof *e);
 }
 
-int node_snapshot(struct node *n, void **out, size_t *len)
-{
-    struct snap_extra e;
-    int rv = snap_extra_encode(n, &e);
+/* A client's snapshot (Maintenance.Snapshot): captured on the loop in
+ * O(1), encoded in libuv's thread pool, handed back on the loop. */
+struct node_snapshot_job {
+    uv_work_t work;
+    struct mvcc_view *view;
+    struct snap_extra extra;
+    void *buf;
+    size_t len;
+    int rv;
+    node_snapshot_cb cb;
+    void *data;
+};
 
-    if (rv == 0) {
-        rv = snapshot_encode(&n->store, e.sections, SNAP_EXTRA, out, len);
+static void snapshot_job_work(uv_work_t *w)
+{
+    struct node_snapshot_job *j = w->data;
+    j->rv = snapshot_encode_view(j->view, j->extra.sections, SNAP_EXTRA,
+                                 &j->buf, &j->len);
+}
+
+static void snapshot_job_done(uv_work_t *w, int status)
+{
+    struct node_snapshot_job *j = w->data;
+    int rv = status != 0 ? IK_EIO : j->rv;
+
+    mvcc_view_release(j->view);
+    snap_extra_free(&j->extra);
+    j->cb(j->data, rv, rv == 0 ? j->buf : NULL, rv == 0 ? j->len : 0);
+    if (rv != 0) {
+        free(j->buf);
     }
-    snap_extra_free(&e);
-    return rv;
+    free(j);
+}
+
+int node_snapshot_async(struct node *n, node_snapshot_cb cb, void *data)
+{
+    struct node_snapshot_job *j = calloc(1, sizeof *j);
+    int rv;
+
+    if (j == NULL) {
+        return IK_ENOMEM;
+    }
+    rv = snap_extra_encode(n, &j->extra);
+    if (rv == 0) {
+        rv = mvcc_view_take(&n->store, &j->view);
+    }
+    if (rv != 0) {
+        snap_extra_free(&j->extra);
+        free(j);
+        return rv;
+    }
+    j->cb = cb;
+    j->data = data;
+    j->work.data = j;
+    rv = uv_queue_work(n->loop, &j->work, snapshot_job_work, snapshot_job_done);
+    if (rv != 0) {
+        mvcc_view_release(j->view);
+        snap_extra_free(&j->extra);
+        free(j);
+        return IK_EIO;
+    }
+    return 0;
 }
 
 /*

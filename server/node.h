@@ -274,10 +274,16 @@ uint64_t node_applied_index(struct node *n);
 /* Approximate size of the state in bytes (Status.dbSize). */
 uint64_t node_db_size(const struct node *n);
 
-/* The cluster-wide state (store + members) as one snapshot buffer, the
- * same bytes raft snapshots hold (format: snapshot/snapshot.c). *out is
- * malloc()ed, the caller frees it. Returns 0 or IK_ENOMEM. */
-int node_snapshot(struct node *n, void **out, size_t *len);
+/*
+ * The cluster-wide state (store, members, alarms, leases) as one snapshot
+ * buffer, the same bytes raft snapshots hold (format: snapshot/snapshot.c),
+ * without blocking the loop: the state is captured now (O(1)) and encoded
+ * in libuv's thread pool. @cb fires on the loop with 0
+ * and the malloc()ed buffer (the callee frees it), or an IK_E* code and
+ * NULL. Returns 0 (@cb will fire) or an IK_E* code (it will not).
+ */
+typedef void (*node_snapshot_cb)(void *data, int status, void *buf, size_t len);
+int node_snapshot_async(struct node *n, node_snapshot_cb cb, void *data);
 
 /* Is @id a voting member of the raft configuration? */
 bool node_is_voter(struct node *n, uint64_t id);

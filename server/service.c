@@ -448,40 +448,38 @@ static void move_leader_start(struct op *op)
 #define SNAPSHOT_CHUNK (32 * 1024)
 #define SNAPSHOT_ALIGN 512
 
-static void snapshot_start(struct op *op)
+static void snapshot_ready(void *data, int status, void *blob, size_t len)
 {
+    struct op *op = data;
     Etcdserverpb__SnapshotResponse resp = ETCDSERVERPB__SNAPSHOT_RESPONSE__INIT;
     Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int digest_len = 0;
-    void *blob = NULL;
-    size_t len = 0, sent = 0;
-    int rv;
+    size_t sent = 0;
+    int rv = status;
 
-    rv = node_snapshot(op->svc->node, &blob, &len);
-    if (rv != 0) {
-        op_reply(op, rv, NULL);
-        return;
+    if (rv == 0 && op->call == NULL) {
+        rv = IK_ECANCELED; /* the client left meanwhile */
     }
-    if (len % SNAPSHOT_ALIGN != 0) {
+    if (rv == 0 && len % SNAPSHOT_ALIGN != 0) {
         size_t padded = len + SNAPSHOT_ALIGN - len % SNAPSHOT_ALIGN;
         void *p = realloc(blob, padded);
         if (p == NULL) {
-            free(blob);
-            op_reply(op, IK_ENOMEM, NULL);
-            return;
+            rv = IK_ENOMEM;
+        } else {
+            memset((uint8_t *)p + len, 0, padded - len);
+            blob = p;
+            len = padded;
         }
-        memset((uint8_t *)p + len, 0, padded - len);
-        blob = p;
-        len = padded;
     }
-    if (EVP_Digest(blob, len, digest, &digest_len, EVP_sha256(), NULL) != 1) {
-        free(blob);
-        op_reply(op, IK_EIO, NULL);
-        return;
+    if (rv == 0 &&
+        EVP_Digest(blob, len, digest, &digest_len, EVP_sha256(), NULL) != 1) {
+        rv = IK_EIO;
     }
-    node_fill_header(op->svc->node, &h);
-    resp.header = &h;
+    if (rv == 0) {
+        node_fill_header(op->svc->node, &h);
+        resp.header = &h;
+    }
     while (rv == 0 && sent < len) {
         size_t n = len - sent < SNAPSHOT_CHUNK ? len - sent : SNAPSHOT_CHUNK;
         resp.blob.data = (uint8_t *)blob + sent;
@@ -503,6 +501,15 @@ static void snapshot_start(struct op *op)
     }
     grpc_call_finish(op->call, GRPC_OK, NULL);
     op_free(op);
+}
+
+/* The state is captured at once and encoded off the event loop. */
+static void snapshot_start(struct op *op)
+{
+    int rv = node_snapshot_async(op->svc->node, snapshot_ready, op);
+    if (rv != 0) {
+        op_reply(op, rv, NULL);
+    }
 }
 
 /* Alarm GET lists the raised alarms (of one type, or all); ACTIVATE and
