@@ -135,7 +135,8 @@ static void join_closed(struct grpc_client_uv *c)
 }
 
 /* Ask one peer URL for the cluster's members. */
-static Ikadapb__MembersResponse *join_ask(const char *url, char *why)
+static Ikadapb__MembersResponse *join_ask(const char *url, uint64_t timeout_ms,
+                                          char *why)
 {
     Ikadapb__MembersRequest req = IKADAPB__MEMBERS_REQUEST__INIT;
     struct grpc_client_config cfg = {0};
@@ -158,8 +159,8 @@ static Ikadapb__MembersResponse *join_ask(const char *url, char *why)
     }
     conn = grpc_client_uv_conn(&j.client);
     if (conn != NULL &&
-        grpc_client_unary(conn, "/ikadapb.Peer/Members", &req.base,
-                          JOIN_TIMEOUT_MS, NULL, 0, join_done, &j, NULL) == 0) {
+        grpc_client_unary(conn, "/ikadapb.Peer/Members", &req.base, timeout_ms,
+                          NULL, 0, join_done, &j, NULL) == 0) {
         while (!j.done && uv_run(&j.loop, UV_RUN_ONCE) != 0) {
         }
     }
@@ -206,7 +207,7 @@ static int join_cluster(const struct config *cfg, struct meta *m, char *errmsg)
             continue;
         }
         for (size_t k = 0; k < cm->n_peer_urls && resp == NULL; k++) {
-            resp = join_ask(cm->peer_urls[k], why);
+            resp = join_ask(cm->peer_urls[k], JOIN_TIMEOUT_MS, why);
         }
     }
     if (resp == NULL) {
@@ -265,6 +266,42 @@ out:
     return rv;
 }
 
+#define CLUSTER_CHECK_TIMEOUT_MS 1000
+
+/* A restarted member checks that the running members it can reach belong
+ * to the cluster its data dir records: a data dir from another cluster is
+ * refused. Members that do not answer are skipped (they may be starting
+ * too). */
+static int check_cluster_id(const struct meta *m, char *errmsg)
+{
+    for (size_t i = 0; i < m->n_members; i++) {
+        const struct meta_member *mm = &m->members[i];
+        char why[IK_ERRMSG_SIZE];
+        Ikadapb__MembersResponse *resp;
+        uint64_t theirs;
+
+        if (mm->id == m->member_id || mm->n_peer_urls == 0) {
+            continue;
+        }
+        resp = join_ask(mm->peer_urls[0], CLUSTER_CHECK_TIMEOUT_MS, why);
+        if (resp == NULL) {
+            continue;
+        }
+        theirs = resp->cluster_id;
+        ikadapb__members_response__free_unpacked(resp, NULL);
+        if (theirs != m->cluster_id) {
+            ik_errmsg_printf(errmsg,
+                             "data dir belongs to cluster %016llx, but the "
+                             "member at %s is in cluster %016llx",
+                             (unsigned long long)m->cluster_id,
+                             mm->peer_urls[0], (unsigned long long)theirs);
+            return IK_EINVAL;
+        }
+        return 0; /* one answer is enough */
+    }
+    return 0;
+}
+
 /* Open the data dir: lock it, then read its metadata or, on first start,
  * derive and write it. Sets *bootstrap when raft must be bootstrapped. */
 static int open_data_dir(struct server *s, bool *bootstrap, char *errmsg)
@@ -294,7 +331,7 @@ static int open_data_dir(struct server *s, bool *bootstrap, char *errmsg)
             log_warn("data dir %s belongs to member %s, started as %s",
                      cfg->data_dir, s->meta.name, cfg->name);
         }
-        return 0;
+        return check_cluster_id(&s->meta, errmsg);
     }
     if (rv != IK_ENOENT) {
         return rv;
