@@ -654,16 +654,23 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     return 0;
 }
 
-/* The member table as a snapshot section (protobuf ikadapb.Members). */
-static int members_encode(const struct node *n, void **out, size_t *len)
+static int member_pb_cmp(const void *a, const void *b)
 {
-    Ikadapb__Members msg = IKADAPB__MEMBERS__INIT;
+    const Etcdserverpb__Member *x = *(Etcdserverpb__Member *const *)a;
+    const Etcdserverpb__Member *y = *(Etcdserverpb__Member *const *)b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int node_members_pb(const struct node *n, Etcdserverpb__Member ***out,
+                    Etcdserverpb__Member **storage, size_t *count)
+{
     Etcdserverpb__Member *ms = calloc(n->n_members + 1, sizeof *ms);
     Etcdserverpb__Member **mp = calloc(n->n_members + 1, sizeof *mp);
-    int rv = IK_ENOMEM;
 
     if (ms == NULL || mp == NULL) {
-        goto out;
+        free(ms);
+        free(mp);
+        return IK_ENOMEM;
     }
     for (size_t i = 0; i < n->n_members; i++) {
         const struct node_member *m = &n->members[i];
@@ -677,15 +684,31 @@ static int members_encode(const struct node *n, void **out, size_t *len)
         ms[i].islearner = m->is_learner;
         mp[i] = &ms[i];
     }
-    msg.n_members = n->n_members;
+    qsort(mp, n->n_members, sizeof *mp, member_pb_cmp);
+    *out = mp;
+    *storage = ms;
+    *count = n->n_members;
+    return 0;
+}
+
+/* The member table as a snapshot section (protobuf ikadapb.Members). */
+static int members_encode(const struct node *n, void **out, size_t *len)
+{
+    Ikadapb__Members msg = IKADAPB__MEMBERS__INIT;
+    Etcdserverpb__Member *ms, **mp;
+    int rv = node_members_pb(n, &mp, &ms, &msg.n_members);
+
+    if (rv != 0) {
+        return rv;
+    }
     msg.members = mp;
     *len = ikadapb__members__get_packed_size(&msg);
     *out = malloc(*len > 0 ? *len : 1);
     if (*out != NULL) {
         ikadapb__members__pack(&msg, *out);
-        rv = 0;
+    } else {
+        rv = IK_ENOMEM;
     }
-out:
     free(ms);
     free(mp);
     return rv;
@@ -1555,31 +1578,15 @@ static void peer_members_on_message(struct grpc_call *call, const uint8_t *data,
 {
     struct node *n = grpc_call_method(call)->data;
     Ikadapb__MembersResponse resp = IKADAPB__MEMBERS_RESPONSE__INIT;
-    Etcdserverpb__Member *ms = calloc(n->n_members + 1, sizeof *ms);
-    Etcdserverpb__Member **mp = calloc(n->n_members + 1, sizeof *mp);
+    Etcdserverpb__Member *ms, **mp;
 
     (void)data;
     (void)len;
-    if (ms == NULL || mp == NULL) {
-        free(ms);
-        free(mp);
+    if (node_members_pb(n, &mp, &ms, &resp.n_members) != 0) {
         grpc_call_finish_error(call, IK_ENOMEM);
         return;
     }
-    for (size_t i = 0; i < n->n_members; i++) {
-        const struct node_member *m = &n->members[i];
-        etcdserverpb__member__init(&ms[i]);
-        ms[i].id = m->id;
-        ms[i].name = m->name;
-        ms[i].n_peerurls = m->n_peer_urls;
-        ms[i].peerurls = m->peer_urls;
-        ms[i].n_clienturls = m->n_client_urls;
-        ms[i].clienturls = m->client_urls;
-        ms[i].islearner = m->is_learner;
-        mp[i] = &ms[i];
-    }
     resp.cluster_id = n->cluster_id;
-    resp.n_members = n->n_members;
     resp.members = mp;
     if (grpc_call_send_proto(call, &resp.base) != 0) {
         grpc_call_finish_error(call, IK_ENOMEM);

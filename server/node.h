@@ -264,6 +264,13 @@ void node_fill_header(struct node *n, Etcdserverpb__ResponseHeader *h);
 /* Members known to this node. */
 const struct node_member *node_members(const struct node *n, size_t *count);
 
+/* The same as etcd's Member messages, by ascending id as etcd lists them;
+ * they point into the node's table (valid until the next applied entry).
+ * *out and *storage are malloc()ed for the caller to free. Returns 0 or
+ * IK_ENOMEM. */
+int node_members_pb(const struct node *n, Etcdserverpb__Member ***out,
+                    Etcdserverpb__Member **storage, size_t *count);
+
 uint64_t node_member_id(const struct node *n);
 uint64_t node_cluster_id(const struct node *n);
 /* The leader's member id, 0 if none is known. */

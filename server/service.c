@@ -309,47 +309,6 @@ static void status_start(struct op *op)
     free(text);
 }
 
-static int member_cmp(const void *a, const void *b)
-{
-    const Etcdserverpb__Member *x = *(Etcdserverpb__Member *const *)a;
-    const Etcdserverpb__Member *y = *(Etcdserverpb__Member *const *)b;
-    return x->id < y->id ? -1 : x->id > y->id;
-}
-
-/* The member table as etcd's Member messages, by ascending id as etcd
- * lists them (pointing into the node's table; valid until the next
- * change). *out and *storage are malloc'ed. */
-static int members_view(struct node *node, Etcdserverpb__Member ***out,
-                        Etcdserverpb__Member **storage, size_t *count)
-{
-    size_t n;
-    const struct node_member *members = node_members(node, &n);
-    Etcdserverpb__Member *ms = calloc(n + 1, sizeof *ms);
-    Etcdserverpb__Member **mp = calloc(n + 1, sizeof *mp);
-
-    if (ms == NULL || mp == NULL) {
-        free(ms);
-        free(mp);
-        return IK_ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        etcdserverpb__member__init(&ms[i]);
-        ms[i].id = members[i].id;
-        ms[i].name = members[i].name;
-        ms[i].n_peerurls = members[i].n_peer_urls;
-        ms[i].peerurls = members[i].peer_urls;
-        ms[i].n_clienturls = members[i].n_client_urls;
-        ms[i].clienturls = members[i].client_urls;
-        ms[i].islearner = members[i].is_learner;
-        mp[i] = &ms[i];
-    }
-    qsort(mp, n, sizeof *mp, member_cmp);
-    *out = mp;
-    *storage = ms;
-    *count = n;
-    return 0;
-}
-
 static void member_list_start(struct op *op)
 {
     struct node *node = op->svc->node;
@@ -358,7 +317,7 @@ static void member_list_start(struct op *op)
     Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
     Etcdserverpb__Member **mp, *ms;
     size_t n;
-    int rv = members_view(node, &mp, &ms, &n);
+    int rv = node_members_pb(node, &mp, &ms, &n);
 
     if (rv != 0) {
         op_reply(op, rv, NULL);
@@ -945,7 +904,7 @@ static void member_change_done(struct node_proposal *p, int status,
         op_reply(op, status, NULL);
         return;
     }
-    rv = members_view(node, &mp, &ms, &n);
+    rv = node_members_pb(node, &mp, &ms, &n);
     if (rv != 0) {
         op_reply(op, rv, NULL);
         return;
