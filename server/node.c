@@ -2238,6 +2238,12 @@ int node_member_change(struct node *n, struct node_proposal *p,
     return node_propose(n, p, &ir, cb);
 }
 
+bool node_is_learner(struct node *n)
+{
+    const struct node_member *m = member_find(n, n->member_id);
+    return m != NULL && m->is_learner;
+}
+
 const char *node_token(const struct node *n)
 {
     return n->token;

@@ -193,6 +193,9 @@ const char *node_token(const struct node *n);
 
 bool node_is_leader(struct node *n);
 
+/* Is this member a learner (in the member table)? */
+bool node_is_learner(struct node *n);
+
 /*
  * Send a unary gRPC call (@path, request bytes) to the leader's peer port
  * and hand back its answer: @cb gets the gRPC status, message and response

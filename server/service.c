@@ -756,6 +756,8 @@ static void ka_renewed(void *data, int status, int64_t ttl)
     free(r);
 }
 
+static void ka_release(struct grpc_call *call);
+
 static void ka_on_message(struct grpc_call *call, const uint8_t *data,
                           size_t len)
 {
@@ -766,6 +768,11 @@ static void ka_on_message(struct grpc_call *call, const uint8_t *data,
     int64_t ttl = 0;
     int rv;
 
+    if (node_is_learner(b->svc->node)) {
+        ka_release(call);
+        grpc_call_finish_error(call, IK_ENOTSUPPORTEDFORLEARNER);
+        return;
+    }
     if (ks == NULL) {
         ks = calloc(1, sizeof *ks);
         if (ks == NULL) {
@@ -846,6 +853,8 @@ static const struct watch_stream_ops watch_ops = {
     .queued_bytes = watch_queued,
 };
 
+static void watch_release(struct grpc_call *call);
+
 static void watch_on_message(struct grpc_call *call, const uint8_t *data,
                              size_t len)
 {
@@ -853,6 +862,11 @@ static void watch_on_message(struct grpc_call *call, const uint8_t *data,
     struct watch_stream *ws = grpc_call_get_data(call);
     int rv;
 
+    if (node_is_learner(b->svc->node)) {
+        watch_release(call);
+        grpc_call_finish_error(call, IK_ENOTSUPPORTEDFORLEARNER);
+        return;
+    }
     if (ws == NULL) {
         rv = watch_stream_new(node_watch_hub(b->svc->node), &watch_ops, call,
                               &ws);
@@ -1108,6 +1122,21 @@ static const struct grpc_method stream_methods[] = {
 
 #define N_STREAMS (sizeof stream_methods / sizeof stream_methods[0])
 
+/* A learner answers only Status and serializable reads, as etcd's. */
+static bool learner_allowed(const struct op *op)
+{
+    const ProtobufCMessageDescriptor *d = op->req->descriptor;
+
+    if (!node_is_learner(op->svc->node)) {
+        return true;
+    }
+    if (d == &etcdserverpb__status_request__descriptor) {
+        return true;
+    }
+    return d == &etcdserverpb__range_request__descriptor &&
+           ((const Etcdserverpb__RangeRequest *)op->req)->serializable;
+}
+
 static void unary_on_message(struct grpc_call *call, const uint8_t *data,
                              size_t len)
 {
@@ -1135,6 +1164,10 @@ static void unary_on_message(struct grpc_call *call, const uint8_t *data,
     if (op->req == NULL) {
         free(op);
         grpc_call_finish_error(call, IK_EMALFORMED);
+        return;
+    }
+    if (!learner_allowed(op)) {
+        op_reply(op, IK_ENOTSUPPORTEDFORLEARNER, NULL);
         return;
     }
     grpc_call_set_data(call, op);

@@ -68,7 +68,7 @@ TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh \
 	tests/integration/normalize.py tests/integration/durability_load.py \
 	tests/integration/selftest.sh
-CLUSTER_TESTS = tests/integration/cluster_failover.sh tests/integration/cluster_catchup.sh tests/integration/cluster_five.sh tests/integration/cluster_follower_ops.sh
+CLUSTER_TESTS = tests/integration/cluster_failover.sh tests/integration/cluster_catchup.sh tests/integration/cluster_five.sh tests/integration/cluster_follower_ops.sh tests/integration/cluster_membership.sh
 TESTS += $(CLUSTER_TESTS)
 EXTRA_DIST += $(CLUSTER_TESTS) tests/integration/cluster_lib.sh tests/integration/cluster_load.py
 TESTS_ENVIRONMENT = top_builddir=$(abs_top_builddir) top_srcdir=$(abs_top_srcdir); export top_builddir top_srcdir;
