@@ -7,3 +7,23 @@
 noinst_PROGRAMS = bench/snapstall
 bench_snapstall_SOURCES = bench/snapstall.c
 bench_snapstall_LDADD = libikada.a libikadaclient.a libikadapb.a $(IKADA_LIBS)
+
+# ikada-bench: etcd-benchmark-style load tool for any etcd v3 endpoint
+# (bench/bench.c), with its report module (bench/report.[ch]).
+bin_PROGRAMS += ikada-bench
+ikada_bench_SOURCES = bench/bench.c bench/report.c bench/report.h
+nodist_ikada_bench_SOURCES = $(PROTO_H)
+ikada_bench_LDADD = libikadaclient.a libikada.a libikadapb.a $(IKADA_LIBS) -lm
+
+if HAVE_CMOCKA
+check_PROGRAMS += tests/unit/test_report
+TESTS += tests/unit/test_report
+tests_unit_test_report_SOURCES = tests/unit/test_report.c bench/report.c \
+	bench/report.h
+tests_unit_test_report_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_report_LDADD = libikada.a $(CMOCKA_LIBS) -lm
+endif
+
+# A few seconds of ikada-bench put/range against one ikada member.
+TESTS += tests/integration/bench_smoke.sh
+EXTRA_DIST += tests/integration/bench_smoke.sh bench/compare.sh bench/RESULTS.md

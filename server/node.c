@@ -95,6 +95,8 @@ struct node {
     struct node_read *applying;
     uv_timer_t retry_timer;
     uv_check_t apply_check;
+    uv_prepare_t nudge_prepare;
+    bool nudge;
     uv_timer_t drain_timer;
     uint64_t drain_deadline;
     struct peer_link *links;
@@ -613,6 +615,8 @@ static int execute(struct node *n, const Ikadapb__InternalRequest *ir,
  * this returns non-zero only when the member cannot go on (out of memory),
  * which makes raft retry the entry later.
  */
+static void nudge_followers(struct node *n);
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
                      void **result)
 {
@@ -623,6 +627,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     int rv;
 
     *result = NULL;
+    if (raft_state(&n->raft) == RAFT_LEADER) {
+        nudge_followers(n);
+    }
     ir = entry_decode(buf);
     if (ir == NULL) {
         /* Every member sees the same bytes, so every member skips it. */
@@ -1135,9 +1142,44 @@ static void barrier_cb(struct raft_barrier *req, int status)
     n->served = NULL;
     n->barrier_inflight = false;
     reads_complete(list, raft_to_ik(status));
-    if (n->queued_head != NULL && !n->closing) {
+    if ((n->queued_head != NULL || n->nudge) && !n->closing) {
+        n->nudge = false;
         barrier_start(n);
     }
+}
+
+/*
+ * Followers learn that an entry is committed only from the leader's next
+ * AppendEntries, and canonical/raft sends none until there is a new entry
+ * or a heartbeat is due (--heartbeat-interval, 100 ms by default): a write
+ * or a watch event would reach a follower's clients up to a heartbeat
+ * late. So after applying entries, the leader appends a barrier (batched:
+ * at most one in flight), whose replication carries the new commit index
+ * at once. Checked once per loop iteration.
+ */
+static void nudge_cb(uv_prepare_t *h)
+{
+    struct node *n = h->data;
+
+    uv_prepare_stop(h);
+    if (!n->nudge || n->closing || raft_state(&n->raft) != RAFT_LEADER) {
+        n->nudge = false;
+        return;
+    }
+    if (!n->barrier_inflight) {
+        n->nudge = false;
+        barrier_start(n);
+    }
+    /* else: barrier_cb starts the next one */
+}
+
+static void nudge_followers(struct node *n)
+{
+    if (n->nudge || n->raft.configuration.n < 2) {
+        return;
+    }
+    n->nudge = true;
+    uv_prepare_start(&n->nudge_prepare, nudge_cb);
 }
 
 /* Leader: queue behind the next barrier. */
@@ -3116,6 +3158,8 @@ int node_init(struct node **out, uv_loop_t *loop,
     uv_timer_init(loop, &n->retry_timer);
     n->retry_timer.data = n;
     uv_check_init(loop, &n->apply_check);
+    uv_prepare_init(loop, &n->nudge_prepare);
+    n->nudge_prepare.data = n;
     n->apply_check.data = n;
     uv_timer_init(loop, &n->lease_timer);
     n->lease_timer.data = n;
@@ -3203,6 +3247,7 @@ void node_close(struct node *n, void (*cb)(void *arg), void *arg)
     uv_timer_stop(&n->reconcile_timer);
     uv_timer_stop(&n->lease_timer);
     uv_timer_stop(&n->watch_timer);
+    uv_prepare_stop(&n->nudge_prepare);
     /*
      * raft is not torn down: canonical/raft 0.15's raft_close() is not safe
      * while disk writes are in flight (closing a leader with several
