@@ -893,10 +893,11 @@ static void watch_release(struct grpc_call *call)
     }
 }
 
+/* etcd keeps a Watch stream open after the client half-closes it: the
+ * watchers go on until the call is cancelled. */
 static void watch_on_half_close(struct grpc_call *call)
 {
-    watch_release(call);
-    grpc_call_finish(call, GRPC_OK, NULL);
+    (void)call;
 }
 
 /* --- membership (leader-only) -------------------------------------------- */

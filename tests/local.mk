@@ -71,4 +71,7 @@ EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh \
 CLUSTER_TESTS = tests/integration/cluster_failover.sh tests/integration/cluster_catchup.sh tests/integration/cluster_five.sh tests/integration/cluster_follower_ops.sh tests/integration/cluster_membership.sh
 TESTS += $(CLUSTER_TESTS)
 EXTRA_DIST += $(CLUSTER_TESTS) tests/integration/cluster_lib.sh tests/integration/cluster_load.py
+WATCH_LEASE_TESTS = tests/integration/watch_clients.sh tests/integration/watch_stress.sh tests/integration/lease_failover.sh tests/integration/watch_memory.sh
+TESTS += $(WATCH_LEASE_TESTS)
+EXTRA_DIST += $(WATCH_LEASE_TESTS) tests/integration/wl_client.py
 TESTS_ENVIRONMENT = top_builddir=$(abs_top_builddir) top_srcdir=$(abs_top_srcdir); export top_builddir top_srcdir;
