@@ -117,7 +117,9 @@ int history_read(void *arg, const uint8_t *key, size_t key_len,
         free(w.ev);
         return w.rv;
     }
-    qsort(w.ev, w.n, sizeof *w.ev, event_cmp);
+    if (w.n > 1) {
+        qsort(w.ev, w.n, sizeof *w.ev, event_cmp);
+    }
     for (size_t i = 0; i < w.n; i++) {
         const struct mvcc_kv *prev = NULL;
         /* A previous version that is a tombstone is no previous value. */

@@ -19,6 +19,8 @@ libikada_a_SOURCES = \
 	server/lease.c server/lease.h \
 	server/watch.c server/watch.h \
 	server/history.c server/history.h \
+	server/v3lock.c server/v3lock.h \
+	server/v3lock_uv.c server/v3lock_uv.h \
 	snapshot/snapshot.c snapshot/snapshot.h
 nodist_libikada_a_SOURCES = $(PROTO_H)
 

@@ -432,6 +432,7 @@ static void on_removed(void *arg)
 static int start_node(struct server *s, bool bootstrap, char *errmsg)
 {
     struct service_options sopts = {
+        .loop = &s->loop,
         .max_txn_ops = s->cfg.max_txn_ops,
         .max_request_bytes = s->cfg.max_request_bytes,
     };

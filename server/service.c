@@ -9,6 +9,7 @@
 #include "server/ids.h"
 #include "server/kv.h"
 #include "server/lease.h"
+#include "server/v3lock_uv.h"
 #include "server/watch.h"
 
 /* gRPC adds framing and field overhead on top of --max-request-bytes; etcd
@@ -56,6 +57,7 @@ struct service {
     struct binding *bindings;
     size_t n_methods;
     struct grpc_server_config grpc;
+    struct v3lock_uv *lock; /* v3lockpb.Lock and v3electionpb.Election */
 };
 
 /* --- replying ------------------------------------------------------------ */
@@ -1187,13 +1189,20 @@ int service_init(struct service **out, struct node *node,
                  const struct service_options *opts)
 {
     struct service *s = calloc(1, sizeof *s);
+    const struct grpc_method *lock_methods;
+    size_t n_lock = 0;
 
     if (s == NULL) {
         return IK_ENOMEM;
     }
     s->node = node;
     s->opts = *opts;
-    s->methods = calloc(N_UNARY + N_STREAMS, sizeof *s->methods);
+    if (v3lock_uv_new(&s->lock, opts->loop, node, opts->max_txn_ops) != 0) {
+        free(s);
+        return IK_ENOMEM;
+    }
+    lock_methods = v3lock_uv_methods(s->lock, &n_lock);
+    s->methods = calloc(N_UNARY + N_STREAMS + n_lock, sizeof *s->methods);
     s->bindings = calloc(N_UNARY + N_STREAMS, sizeof *s->bindings);
     if (s->methods == NULL || s->bindings == NULL) {
         service_free(s);
@@ -1215,7 +1224,11 @@ int service_init(struct service **out, struct node *node,
         s->bindings[N_UNARY + i].svc = s;
         m->data = &s->bindings[N_UNARY + i];
     }
-    s->n_methods = N_UNARY + N_STREAMS;
+    /* The lock and election services bring their own bindings. */
+    for (size_t i = 0; i < n_lock; i++) {
+        s->methods[N_UNARY + N_STREAMS + i] = lock_methods[i];
+    }
+    s->n_methods = N_UNARY + N_STREAMS + n_lock;
     s->grpc.methods = s->methods;
     s->grpc.n_methods = s->n_methods;
     s->grpc.max_recv_msg_size = opts->max_request_bytes + GRPC_OVERHEAD_BYTES;
@@ -1232,6 +1245,7 @@ struct grpc_server_config *service_grpc_config(struct service *s)
 void service_set_node(struct service *s, struct node *node)
 {
     s->node = node;
+    v3lock_uv_set_node(s->lock, node);
 }
 
 const struct grpc_method *service_peer_methods(struct service *s, size_t *count)
@@ -1254,6 +1268,7 @@ void service_free(struct service *s)
     if (s == NULL) {
         return;
     }
+    v3lock_uv_close(s->lock);
     free(s->methods);
     free(s->bindings);
     free(s);

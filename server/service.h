@@ -14,10 +14,13 @@
 #ifndef IKADA_SERVICE_H
 #define IKADA_SERVICE_H
 
+#include <uv.h>
+
 #include "server/grpc.h"
 #include "server/node.h"
 
 struct service_options {
+    uv_loop_t *loop;            /* the member's loop (v3lock/v3election) */
     unsigned max_txn_ops;       /* --max-txn-ops */
     uint64_t max_request_bytes; /* --max-request-bytes */
 };

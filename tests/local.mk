@@ -74,4 +74,18 @@ EXTRA_DIST += $(CLUSTER_TESTS) tests/integration/cluster_lib.sh tests/integratio
 WATCH_LEASE_TESTS = tests/integration/watch_clients.sh tests/integration/watch_stress.sh tests/integration/lease_failover.sh tests/integration/watch_memory.sh
 TESTS += $(WATCH_LEASE_TESTS)
 EXTRA_DIST += $(WATCH_LEASE_TESTS) tests/integration/wl_client.py
+# v3lock/v3election: unit test, and the black-box test with its gRPC client.
+if HAVE_CMOCKA
+check_PROGRAMS += tests/unit/test_v3lock
+TESTS += tests/unit/test_v3lock
+tests_unit_test_v3lock_SOURCES = tests/unit/test_v3lock.c
+tests_unit_test_v3lock_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_v3lock_LDADD = $(UNIT_LDADD)
+endif
+check_PROGRAMS += tests/integration/lock_client
+tests_integration_lock_client_SOURCES = tests/integration/lock_client.c
+tests_integration_lock_client_LDADD = libikadaclient.a libikada.a \
+	libikadapb.a $(IKADA_LIBS)
+TESTS += tests/integration/lock_elect.sh
+EXTRA_DIST += tests/integration/lock_elect.sh
 TESTS_ENVIRONMENT = top_builddir=$(abs_top_builddir) top_srcdir=$(abs_top_srcdir); export top_builddir top_srcdir;
