@@ -35,8 +35,6 @@ start m2 22379 22380
 start m3 32379 32380
 
 endpoints=127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379
-ctl=etcdctl
-[ -x "$top/ikadactl" ] && ctl="$top/ikadactl"
 i=0
 until ETCDCTL_API=3 etcdctl --endpoints=$endpoints endpoint health >/dev/null 2>&1; do
     i=$((i + 1))
@@ -50,12 +48,15 @@ done
 cat <<MSG
 ikada 3-member cluster is up (logs: $data/m1.log m2.log m3.log).
 
-Talk to it with etcdctl (or ikadactl, which takes the same flags):
+Talk to it with etcdctl:
   export ETCDCTL_API=3 ETCDCTL_ENDPOINTS=$endpoints
   etcdctl put greeting hello
   etcdctl get greeting
   etcdctl endpoint status -w table
   etcdctl member list -w table
+
+Load it with ./ikada-bench, e.g.:
+  ./ikada-bench --endpoints=$endpoints --clients=50 --total=10000 put
 
 Press Ctrl-C to stop the cluster.
 MSG
