@@ -26,4 +26,5 @@ endif
 
 # A few seconds of ikada-bench put/range against one ikada member.
 TESTS += tests/integration/bench_smoke.sh
-EXTRA_DIST += tests/integration/bench_smoke.sh bench/compare.sh bench/RESULTS.md
+EXTRA_DIST += tests/integration/bench_smoke.sh bench/compare.sh bench/RESULTS.md \
+	bench/stall.sh
