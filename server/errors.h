@@ -116,7 +116,8 @@ enum grpc_status {
     X(IK_ENOTSUPPORTEDFORLEARNER, GRPC_UNAVAILABLE,                            \
       "etcdserver: rpc not supported for learner")                             \
     X(IK_EBADLEADERTRANSFEREE, GRPC_FAILED_PRECONDITION,                       \
-      "etcdserver: bad leader transferee")
+      "etcdserver: bad leader transferee")                                     \
+    X(IK_EGRPC, GRPC_UNKNOWN, "ikclient: call ended with a gRPC error")
 
 enum ik_error {
     IK_OK = 0,
