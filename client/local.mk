@@ -63,3 +63,10 @@ tests_unit_test_ikclient_LDADD = libikadaclient.a libikada.a libikadapb.a \
 	$(IKADA_LIBS) $(CMOCKA_LIBS)
 endif
 
+# ikadactl: the etcdctl-compatible CLI (client/ctl.h), on the client library.
+bin_PROGRAMS += ikadactl
+ikadactl_SOURCES = client/ikadactl.c client/ctl.c client/ctl.h \
+	client/ctl_kv.c client/ctl_lease.c client/ctl_cluster.c \
+	client/ctl_lock.c client/ctl_check.c client/ctl_snapshot.c
+nodist_ikadactl_SOURCES = $(PROTO_H)
+ikadactl_LDADD = libikadaclient.a libikada.a libikadapb.a $(IKADA_LIBS) -lm

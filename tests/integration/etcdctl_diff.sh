@@ -36,6 +36,11 @@
 # section needs skipping in this mode: none restarts a server, and what
 # each one checks holds through a follower as well.
 #
+# CLI mode (IK_DIFF_CLI=/path/to/ikadactl): both sides run a fresh real etcd;
+# the reference side records real etcdctl, the other side records the CLI
+# under test with the same arguments (the transcript still shows
+# "etcdctl ..."), so the CLI must match etcdctl byte for byte.
+#
 # Env: IKADA_TEST_SERVER=etcd runs etcd against etcd (validates the script),
 # IK_KEEP_TMP=1 keeps transcripts and logs, IK_DIFF_CLUSTER=3 cluster mode,
 # IK_DIFF_SECTIONS="sc_put ..." runs only the sections listed.
@@ -44,7 +49,14 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 ik_init
-SUT=$(ik_sut_binary)
+CLI=${IK_DIFF_CLI:-}
+if [[ -n $CLI ]]; then
+    [[ -x $CLI ]] || ik_skip "CLI under test $CLI is not built"
+    SUT=$IK_ETCD
+else
+    SUT=$(ik_sut_binary)
+fi
+REC_CTL=$IK_ETCDCTL # the CLI the recorder runs (per side)
 NORMALIZE=$IK_LIBDIR/normalize.py
 LEASE_TTL=600
 CLUSTER_N=${IK_DIFF_CLUSTER:-}
@@ -107,7 +119,7 @@ _rec() {
         printf '%s\n' "$REC_DEAD" >"$base.skip"
         return 0
     fi
-    ETCDCTL_API=3 GOMAXPROCS=1 timeout -k 2 "$limit" "$IK_ETCDCTL" \
+    ETCDCTL_API=3 GOMAXPROCS=1 timeout -k 2 "$limit" "$REC_CTL" \
         --endpoints="$IK_HOST:${IK_CPORT[$REC_SERVER]}" "$@" \
         <"${infile:-/dev/null}" >"$base.out" 2>"$base.err" || rc=$?
     printf '%s\n' "$rc" >"$base.rc"
@@ -180,7 +192,7 @@ last_out() {
 # Leases come late: a server without them shifts every later revision.
 # IK_DIFF_SECTIONS="sc_put ..." runs only the sections listed.
 IK_ALL_SECTIONS="sc_put sc_range sc_sort sc_del sc_txn sc_compaction sc_watch
-sc_cluster sc_errors sc_big sc_lease sc_wipe"
+sc_cluster sc_errors sc_big sc_lease sc_wipe sc_cli"
 SECTIONS=${IK_DIFF_SECTIONS:-all}
 [[ $SECTIONS != all ]] || SECTIONS=$IK_ALL_SECTIONS
 
@@ -680,6 +692,43 @@ sc_wipe() {
     c put after wipe -w json
 }
 
+# CLI details: watch formats and forms, flag syntaxes, help texts.
+sc_cli() {
+    c put cli/a 1
+    c put cli/b 2
+    c put cli/a 3
+    c del cli/b
+    local rev
+    rev=$(cur_rev)
+    cwatch 2.5 watch cli/ --prefix --rev=$((rev - 3)) --prev-kv
+    cwatch 2.5 watch cli/ --prefix --rev=$((rev - 3)) -w fields
+    cwatch 2.5 watch cli/a cli/c --rev=$((rev - 3))
+    cwatch 2.5 watch --rev=$((rev - 3)) cli/a -- sh -c 'echo "$ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE $ETCD_WATCH_REVISION"'
+    cwatch 2.5 watch cli/a --rev=$((rev - 3)) -w table
+    c watch cli/a cli/c --prefix
+    c watch --progress-notify cli/a
+    c watch
+    c watch cli/a --
+    c get cli/ --prefix --hex -w json
+    c get cli/ --prefix --consistency=s --keys-only
+    ci $'\nput cli/x y\n\n\n' txn --interactive -w json
+    ci $'value("cli/a") = "3"\n\nget cli/a\n\n\n' txn -i -w fields
+    c --hex get cli/a
+    c -w=json get cli/a
+    c -wjson get cli/a
+    c get cli/a --limit 1
+    c ge cli/a
+    c version
+    c help get
+    c help
+    c --help
+    c txn -h
+    c watch --help
+    c del -h
+    c compaction -h
+    c put k v --lease
+}
+
 # Section run on a server started with small limits.
 LIMIT_FLAGS=(--max-request-bytes=1024 --max-txn-ops=4)
 sc_limits() {
@@ -785,6 +834,11 @@ cluster_finish() {
 run_side() {
     local side=$1 bin=$2 sec name ids
     : >"$IK_TMP/$side.txt"
+    if [[ $side == sut && -n $CLI ]]; then
+        REC_CTL=$CLI
+    else
+        REC_CTL=$IK_ETCDCTL
+    fi
     REC_SCRATCH=$IK_TMP/$side.scratch
     mkdir -p "$REC_SCRATCH"
     for sec in main limits; do
@@ -878,7 +932,9 @@ refrc=0
 wait "$refpid" || refrc=$?
 ((refrc == 0)) || ik_fail "the reference side (real etcd) failed (status $refrc)"
 ncmd=$(grep -c '^=== \[' "$IK_TMP/ref.txt" || true)
-if [[ -n $CLUSTER_N ]]; then
+if [[ -n $CLI ]]; then
+    ik_log "ran $ncmd commands per CLI against real etcd in $((SECONDS - start))s (CLI under test: $CLI)"
+elif [[ -n $CLUSTER_N ]]; then
     ik_log "ran $ncmd etcdctl commands per side on a follower of a $CLUSTER_N-member cluster in $((SECONDS - start))s (server under test: $SUT)"
 else
     ik_log "ran $ncmd etcdctl commands per server in $((SECONDS - start))s (server under test: $SUT)"
@@ -893,13 +949,21 @@ if [[ -s $IK_TMP/inconclusive ]]; then
     sed 's/^/leader change: /' "$IK_TMP/inconclusive"
     ik_fail "inconclusive: the leader changed during the run (the commands may no longer have gone to a follower)"
 fi
-if diff -u --label "etcd 3.4 (reference)" --label "server under test" \
+if [[ -n $CLI ]]; then
+    labels=(--label "etcdctl 3.4 (reference)" --label "CLI under test")
+else
+    labels=(--label "etcd 3.4 (reference)" --label "server under test")
+fi
+if diff -u "${labels[@]}" \
     "$IK_TMP/ref.txt" "$IK_TMP/sut.txt" >"$IK_TMP/diff.txt"; then
     ((nproblems == 0)) || ik_fail "no difference in output, but see the problems above"
-    echo "PASS: $ncmd etcdctl commands${CLUSTER_N:+ on a follower of a $CLUSTER_N-member cluster}, no difference"
+    echo "PASS: $ncmd etcdctl commands${CLUSTER_N:+ on a follower of a $CLUSTER_N-member cluster}${CLI:+ (CLI under test: $CLI)}, no difference"
     exit 0
 fi
 "$IK_PYTHON" "$NORMALIZE" --compare "$IK_TMP/ref.txt" "$IK_TMP/sut.txt" || true
 echo "---- unified diff (first 800 lines of $(wc -l <"$IK_TMP/diff.txt")) ----"
 head -n 800 "$IK_TMP/diff.txt"
+if [[ -n $CLI ]]; then
+    ik_fail "CLI under test differs from etcdctl (set IK_KEEP_TMP=1 to keep transcripts)"
+fi
 ik_fail "server under test differs from etcd (set IK_KEEP_TMP=1 to keep transcripts)"
