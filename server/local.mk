@@ -21,7 +21,8 @@ libikada_a_SOURCES = \
 	server/history.c server/history.h \
 	server/v3lock.c server/v3lock.h \
 	server/v3lock_uv.c server/v3lock_uv.h \
-	snapshot/snapshot.c snapshot/snapshot.h
+	snapshot/snapshot.c snapshot/snapshot.h \
+	snapshot/snapfile.c snapshot/snapfile.h
 nodist_libikada_a_SOURCES = $(PROTO_H)
 
 bin_PROGRAMS += ikada
