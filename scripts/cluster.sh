@@ -48,11 +48,11 @@ done
 cat <<MSG
 ikada 3-member cluster is up (logs: $data/m1.log m2.log m3.log).
 
-Talk to it with etcdctl:
+Talk to it with etcdctl or ikadactl (same commands, same output):
   export ETCDCTL_API=3 ETCDCTL_ENDPOINTS=$endpoints
   etcdctl put greeting hello
-  etcdctl get greeting
-  etcdctl endpoint status -w table
+  $top/ikadactl get greeting
+  $top/ikadactl endpoint status --cluster -w table
   etcdctl member list -w table
 
 Load it with ./ikada-bench, e.g.:
