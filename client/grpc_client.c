@@ -39,15 +39,12 @@
 #include <nghttp2/nghttp2.h>
 
 #include "server/errors.h"
+#include "server/grpc_frame.h"
 
-#define PREFIX_LEN 5
 /* Receive windows: a 1.5 MiB response needs no WINDOW_UPDATE round trip;
  * nghttp2 acknowledges consumed data by itself. */
 #define STREAM_WINDOW (4u << 20)
 #define CONN_WINDOW (16u << 20)
-/* Per-call buffers larger than this are released once drained. */
-#define BUF_KEEP (64u << 10)
-#define BUF_MIN 256
 /* Header entries the core sets itself, before the caller's metadata. */
 #define NV_FIXED 8
 #define NV_STACK 24
@@ -86,24 +83,17 @@ struct grpc_client_call {
     uint64_t timeout_ms;
     uint64_t deadline;
     size_t n_md;
-    char tmo[16]; /* grpc-timeout value */
-    /* Send: framed messages [ohead, otail) not yet given to nghttp2. */
-    uint8_t *obuf;
-    size_t ohead, otail, ocap;
+    char tmo[16];              /* grpc-timeout value */
+    struct grpc_frame_buf out; /* framed requests not yet given to nghttp2 */
     /* Header block state. */
     uint32_t blk;
     int http_status;
     int grpc_status;
-    char *grpc_message; /* decoded */
-    char *bad_ct;       /* content-type that is not gRPC */
-    char *bad_status;   /* grpc-status that is not a number */
-    char *encoding;     /* grpc-encoding of the response headers */
-    /* Receive: the length prefix gathered so far, then the payload. */
-    uint8_t prefix[PREFIX_LEN];
-    size_t prefix_len; /* == PREFIX_LEN while gathering a payload */
-    size_t need;
-    uint8_t *rbuf;
-    size_t rlen, rcap;
+    char *grpc_message;          /* decoded */
+    char *bad_ct;                /* content-type that is not gRPC */
+    char *bad_status;            /* grpc-status that is not a number */
+    char *encoding;              /* grpc-encoding of the response headers */
+    struct grpc_frame_reader rx; /* response messages */
     uint32_t n_msgs;
     /* Unary helper: the response message. */
     uint8_t *ures;
@@ -137,64 +127,6 @@ struct grpc_client_conn {
     bool signalled;
     bool freeing;
 };
-
-/* ------------------------------------------------------------------------ */
-/* Memory */
-
-static void *mem_alloc(const struct grpc_allocator *a, size_t n)
-{
-    return a != NULL ? a->malloc_fn(n, a->ud) : malloc(n);
-}
-
-static void *mem_calloc(const struct grpc_allocator *a, size_t n, size_t sz)
-{
-    return a != NULL ? a->calloc_fn(n, sz, a->ud) : calloc(n, sz);
-}
-
-static void *mem_realloc(const struct grpc_allocator *a, void *p, size_t n)
-{
-    return a != NULL ? a->realloc_fn(p, n, a->ud) : realloc(p, n);
-}
-
-static void mem_free(const struct grpc_allocator *a, void *p)
-{
-    if (a != NULL) {
-        a->free_fn(p, a->ud);
-    } else {
-        free(p);
-    }
-}
-
-static void *ng_malloc(size_t size, void *ud)
-{
-    return mem_alloc(ud, size);
-}
-
-static void ng_free(void *ptr, void *ud)
-{
-    mem_free(ud, ptr);
-}
-
-static void *ng_calloc(size_t nmemb, size_t size, void *ud)
-{
-    return mem_calloc(ud, nmemb, size);
-}
-
-static void *ng_realloc(void *ptr, size_t size, void *ud)
-{
-    return mem_realloc(ud, ptr, size);
-}
-
-static char *mem_strndup(const struct grpc_allocator *a, const void *s,
-                         size_t n)
-{
-    char *p = mem_alloc(a, n + 1);
-    if (p != NULL) {
-        memcpy(p, s, n);
-        p[n] = '\0';
-    }
-    return p;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Helpers */
@@ -255,37 +187,6 @@ size_t grpc_client_percent_decode(const char *in, size_t len, char *out)
     }
     out[n] = '\0';
     return n;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
-           (uint32_t)p[3];
-}
-
-static bool bytes_eq(const uint8_t *a, size_t alen, const char *b)
-{
-    size_t blen = strlen(b);
-    return alen == blen && memcmp(a, b, blen) == 0;
-}
-
-/* application/grpc, optionally followed by "+subtype" or ";params". */
-static bool is_grpc_content_type(const uint8_t *v, size_t len)
-{
-    static const char ct[] = "application/grpc";
-    size_t n = sizeof(ct) - 1;
-    if (len < n || memcmp(v, ct, n) != 0) {
-        return false;
-    }
-    return len == n || v[n] == '+' || v[n] == ';';
 }
 
 /*
@@ -468,14 +369,14 @@ static void list_append(struct grpc_client_call **head,
 static void call_free(struct grpc_client_call *call)
 {
     const struct grpc_allocator *a = call->conn->alloc;
-    mem_free(a, call->obuf);
-    mem_free(a, call->grpc_message);
-    mem_free(a, call->bad_ct);
-    mem_free(a, call->bad_status);
-    mem_free(a, call->encoding);
-    mem_free(a, call->rbuf);
-    mem_free(a, call->ures);
-    mem_free(a, call);
+    grpc_frame_buf_free(&call->out);
+    grpc_mem_free(a, call->grpc_message);
+    grpc_mem_free(a, call->bad_ct);
+    grpc_mem_free(a, call->bad_status);
+    grpc_mem_free(a, call->encoding);
+    grpc_frame_reader_free(&call->rx);
+    grpc_mem_free(a, call->ures);
+    grpc_mem_free(a, call);
 }
 
 /*
@@ -599,25 +500,12 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id,
                             nghttp2_data_source *source, void *user_data)
 {
     struct grpc_client_call *call = source->ptr;
-    size_t avail = call->otail - call->ohead;
-    size_t n = avail < length ? avail : length;
+    size_t n = grpc_frame_buf_read(&call->out, buf, length);
 
     (void)session;
     (void)stream_id;
     (void)user_data;
-    if (n > 0) {
-        memcpy(buf, call->obuf + call->ohead, n);
-        call->ohead += n;
-        if (call->ohead == call->otail) {
-            call->ohead = call->otail = 0;
-            if (call->ocap > BUF_KEEP) {
-                mem_free(call->conn->alloc, call->obuf);
-                call->obuf = NULL;
-                call->ocap = 0;
-            }
-        }
-    }
-    if (call->ohead < call->otail) {
+    if (grpc_frame_buf_pending(&call->out) > 0) {
         return (ssize_t)n;
     }
     if (!(call->flags & CALL_HALF_CLOSED)) {
@@ -655,7 +543,7 @@ static int call_submit(struct grpc_client_call *call)
     int32_t id;
 
     if (NV_FIXED + call->n_md > NV_STACK) {
-        nv = mem_alloc(c->alloc, (NV_FIXED + call->n_md) * sizeof(*nv));
+        nv = grpc_mem_alloc(c->alloc, (NV_FIXED + call->n_md) * sizeof(*nv));
         if (nv == NULL) {
             return IK_ENOMEM;
         }
@@ -694,7 +582,7 @@ static int call_submit(struct grpc_client_call *call)
     prd.read_callback = data_read_cb;
     id = nghttp2_submit_request(c->session, NULL, nv, n, &prd, call);
     if (nv != stack_nv) {
-        mem_free(c->alloc, nv);
+        grpc_mem_free(c->alloc, nv);
     }
     if (id < 0) {
         if (id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE) {
@@ -782,57 +670,13 @@ static void conn_leave(struct grpc_client_conn *c)
     c->depth--;
 }
 
-/* Room for @n more bytes at otail. */
-static int obuf_reserve(struct grpc_client_call *call, size_t n)
+/* May a request message of @len bytes be queued? */
+static int call_can_send(const struct grpc_client_call *call, size_t len)
 {
-    size_t used = call->otail - call->ohead;
-    size_t cap;
-    uint8_t *p;
-
-    if (call->ocap - call->otail >= n) {
-        return 0;
-    }
-    if (call->ohead > 0) {
-        memmove(call->obuf, call->obuf + call->ohead, used);
-        call->ohead = 0;
-        call->otail = used;
-        if (call->ocap - used >= n) {
-            return 0;
-        }
-    }
-    if (n > SIZE_MAX / 2 - used) {
-        return IK_ENOMEM;
-    }
-    cap = call->ocap > BUF_MIN ? call->ocap : BUF_MIN;
-    while (cap < used + n) {
-        cap *= 2;
-    }
-    p = mem_realloc(call->conn->alloc, call->obuf, cap);
-    if (p == NULL) {
-        return IK_ENOMEM;
-    }
-    call->obuf = p;
-    call->ocap = cap;
-    return 0;
-}
-
-/* Reserve a framed message of @len bytes; *payload is where it goes. */
-static int call_frame(struct grpc_client_call *call, size_t len,
-                      uint8_t **payload)
-{
-    int rv;
-
     if ((call->flags & (CALL_LIVE | CALL_HALF_CLOSED)) != CALL_LIVE ||
         len > UINT32_MAX) {
         return IK_EINVAL;
     }
-    rv = obuf_reserve(call, PREFIX_LEN + len);
-    if (rv != 0) {
-        return rv;
-    }
-    call->obuf[call->otail] = 0;
-    put_be32(call->obuf + call->otail + 1, (uint32_t)len);
-    *payload = call->obuf + call->otail + PREFIX_LEN;
     return 0;
 }
 
@@ -854,38 +698,25 @@ static void call_resume(struct grpc_client_call *call)
 static int pack_into(struct grpc_client_call *call, const ProtobufCMessage *msg)
 {
     size_t len = protobuf_c_message_get_packed_size(msg);
-    uint8_t *p;
-    int rv = call_frame(call, len, &p);
-    if (rv != 0) {
-        return rv;
-    }
-    if (protobuf_c_message_pack(msg, p) != len) {
-        return IK_EINVAL;
-    }
-    call->otail += PREFIX_LEN + len;
-    return 0;
+    int rv = call_can_send(call, len);
+    return rv != 0 ? rv : grpc_frame_buf_pack(&call->out, msg, len);
 }
 
 static int copy_into(struct grpc_client_call *call, const uint8_t *msg,
                      size_t len)
 {
-    uint8_t *p;
-    int rv = call_frame(call, len, &p);
-    if (rv != 0) {
-        return rv;
-    }
-    if (len > 0) {
-        memcpy(p, msg, len);
-    }
-    call->otail += PREFIX_LEN + len;
-    return 0;
+    int rv = call_can_send(call, len);
+    return rv != 0 ? rv : grpc_frame_buf_append(&call->out, msg, len);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Calls: response */
 
-static void deliver(struct grpc_client_call *call, const uint8_t *p, size_t n)
+/* One response message (grpc_frame_msg_cb). Returns whether the call is
+ * still live. */
+static bool deliver(void *ud, const uint8_t *p, size_t n)
 {
+    struct grpc_client_call *call = ud;
     struct grpc_client_conn *c = call->conn;
 
     call->n_msgs++;
@@ -893,44 +724,47 @@ static void deliver(struct grpc_client_call *call, const uint8_t *p, size_t n)
         if (call->cbs.on_message != NULL) {
             call->cbs.on_message(call, p, n);
         }
-        return;
+        return (call->flags & CALL_LIVE) != 0;
     }
     if (call->n_msgs > 1) {
         call_abort(call, GRPC_INTERNAL,
                    "grpc: client streaming protocol violation: get <nil>, "
                    "want <EOF>",
                    NGHTTP2_CANCEL);
-        return;
+        return false;
     }
     if (n == 0) {
-        return;
+        return true;
     }
-    if (p == call->rbuf) {
-        /* Gathered: take the buffer over. */
-        call->ures = call->rbuf;
-        call->rbuf = NULL;
-        call->rcap = 0;
-    } else {
-        call->ures = mem_alloc(c->alloc, n);
+    /* Gathered: take the buffer over; in place: copy it. */
+    call->ures = grpc_frame_reader_take(&call->rx, p);
+    if (call->ures == NULL) {
+        call->ures = grpc_mem_alloc(c->alloc, n);
         if (call->ures == NULL) {
             call_abort(call, GRPC_RESOURCE_EXHAUSTED, ik_strerror(IK_ENOMEM),
                        NGHTTP2_CANCEL);
-            return;
+            return false;
         }
         memcpy(call->ures, p, n);
     }
     call->ulen = n;
+    return true;
 }
 
-/* A 5-byte prefix is complete: check it and size the message. Returns false
- * (having ended the call) if the message is refused. */
-static bool begin_message(struct grpc_client_call *call, const uint8_t *prefix)
+static void call_recv_data(struct grpc_client_call *call, const uint8_t *p,
+                           size_t len)
 {
-    struct grpc_client_conn *c = call->conn;
-    uint32_t len = get_be32(prefix + 1);
     char msg[160];
+    int rv;
 
-    if (prefix[0] == 1) {
+    if (!(call->flags & CALL_LIVE)) {
+        return;
+    }
+    rv = grpc_frame_reader_feed(&call->rx, p, len, deliver, call);
+    if (rv == 0) {
+        return;
+    }
+    if (rv == IK_ECOMPRESSED) {
         if (call->encoding == NULL || strcmp(call->encoding, "identity") == 0) {
             call_abort(call, GRPC_INTERNAL,
                        "grpc: compressed flag set with identity or empty "
@@ -943,114 +777,11 @@ static bool begin_message(struct grpc_client_call *call, const uint8_t *prefix)
                      call->encoding);
             call_abort(call, GRPC_UNIMPLEMENTED, msg, NGHTTP2_CANCEL);
         }
-        return false;
+        return;
     }
-    if (prefix[0] != 0) {
-        snprintf(msg, sizeof(msg),
-                 "grpc: received unexpected payload format %u",
-                 (unsigned)prefix[0]);
-        call_abort(call, GRPC_INTERNAL, msg, NGHTTP2_CANCEL);
-        return false;
-    }
-    if (len > c->max_recv) {
-        snprintf(msg, sizeof(msg),
-                 "grpc: received message larger than max (%u vs. %zu)", len,
-                 c->max_recv);
-        call_abort(call, GRPC_RESOURCE_EXHAUSTED, msg, NGHTTP2_CANCEL);
-        return false;
-    }
-    call->need = len;
-    return true;
-}
-
-static bool reserve_rbuf(struct grpc_client_call *call)
-{
-    if (call->rcap < call->need) {
-        struct grpc_client_conn *c = call->conn;
-        uint8_t *p = mem_alloc(c->alloc, call->need);
-        if (p == NULL) {
-            call_abort(call, GRPC_RESOURCE_EXHAUSTED, ik_strerror(IK_ENOMEM),
-                       NGHTTP2_CANCEL);
-            return false;
-        }
-        mem_free(c->alloc, call->rbuf);
-        call->rbuf = p;
-        call->rcap = call->need;
-    }
-    call->rlen = 0;
-    return true;
-}
-
-static void call_recv_data(struct grpc_client_call *call, const uint8_t *p,
-                           size_t len)
-{
-    while (len > 0 && (call->flags & CALL_LIVE)) {
-        if (call->prefix_len == 0 && len >= PREFIX_LEN) {
-            /* Fast path: prefix in place, maybe the whole message too. */
-            if (!begin_message(call, p)) {
-                return;
-            }
-            p += PREFIX_LEN;
-            len -= PREFIX_LEN;
-            if (len >= call->need) {
-                size_t n = call->need;
-                deliver(call, p, n);
-                p += n;
-                len -= n;
-                continue;
-            }
-            call->prefix_len = PREFIX_LEN;
-            if (!reserve_rbuf(call)) {
-                return;
-            }
-            continue;
-        }
-        if (call->prefix_len < PREFIX_LEN) {
-            size_t n = PREFIX_LEN - call->prefix_len;
-            if (n > len) {
-                n = len;
-            }
-            memcpy(call->prefix + call->prefix_len, p, n);
-            call->prefix_len += n;
-            p += n;
-            len -= n;
-            if (call->prefix_len < PREFIX_LEN) {
-                return;
-            }
-            if (!begin_message(call, call->prefix)) {
-                return;
-            }
-            if (call->need == 0) {
-                call->prefix_len = 0;
-                deliver(call, (const uint8_t *)"", 0);
-                continue;
-            }
-            if (!reserve_rbuf(call)) {
-                return;
-            }
-            continue;
-        }
-        /* Gathering a payload. */
-        {
-            size_t n = call->need - call->rlen;
-            if (n > len) {
-                n = len;
-            }
-            memcpy(call->rbuf + call->rlen, p, n);
-            call->rlen += n;
-            p += n;
-            len -= n;
-            if (call->rlen == call->need) {
-                call->prefix_len = 0;
-                deliver(call, call->rbuf, call->need);
-                if (call->rcap > BUF_KEEP) {
-                    mem_free(call->conn->alloc, call->rbuf);
-                    call->rbuf = NULL;
-                    call->rcap = 0;
-                }
-            }
-        }
-    }
+    /* IK_EPROTO, IK_EMSGTOOLARGE, IK_ENOMEM: as the server words them. */
+    call_abort(call, grpc_frame_reader_status(&call->rx, rv, msg, sizeof(msg)),
+               msg, NGHTTP2_CANCEL);
 }
 
 /* A response that is not gRPC: grpc-go's "HTTP fallback" status. @end: the
@@ -1108,7 +839,7 @@ static void end_with_status(struct grpc_client_call *call)
         call_release_stream(call, NGHTTP2_PROTOCOL_ERROR);
         return;
     }
-    if (call->prefix_len > 0) {
+    if (grpc_frame_reader_partial(&call->rx)) {
         call_end_server(call, GRPC_INTERNAL, "unexpected EOF");
     } else if (call->blk & BLK_STATUS) {
         call_end_server(call, call->grpc_status,
@@ -1146,9 +877,9 @@ static int on_begin_headers(nghttp2_session *session,
     call->blk = 0;
     call->http_status = 0;
     call->grpc_status = 0;
-    mem_free(c->alloc, call->grpc_message);
-    mem_free(c->alloc, call->bad_ct);
-    mem_free(c->alloc, call->bad_status);
+    grpc_mem_free(c->alloc, call->grpc_message);
+    grpc_mem_free(c->alloc, call->bad_ct);
+    grpc_mem_free(c->alloc, call->bad_status);
     call->grpc_message = call->bad_ct = call->bad_status = NULL;
     return 0;
 }
@@ -1174,44 +905,44 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
     if (call == NULL || !(call->flags & CALL_LIVE)) {
         return 0;
     }
-    if (bytes_eq(name, namelen, ":status")) {
+    if (grpc_bytes_eq(name, namelen, ":status")) {
         int st;
         if (parse_status(value, valuelen, &st) == 0) {
             call->http_status = st;
             call->blk |= BLK_HTTP_STATUS;
         }
-    } else if (bytes_eq(name, namelen, "content-type")) {
-        if (is_grpc_content_type(value, valuelen)) {
+    } else if (grpc_bytes_eq(name, namelen, "content-type")) {
+        if (grpc_is_content_type(value, valuelen)) {
             call->blk |= BLK_CT_GRPC;
         } else if (call->bad_ct == NULL) {
-            call->bad_ct = mem_strndup(c->alloc, value, valuelen);
+            call->bad_ct = grpc_mem_strndup(c->alloc, value, valuelen);
             if (call->bad_ct == NULL) {
                 return header_nomem(call);
             }
         }
-    } else if (bytes_eq(name, namelen, "grpc-status")) {
+    } else if (grpc_bytes_eq(name, namelen, "grpc-status")) {
         if (parse_status(value, valuelen, &call->grpc_status) == 0) {
             call->blk = (call->blk | BLK_STATUS) & ~BLK_BAD_STATUS;
         } else {
-            mem_free(c->alloc, call->bad_status);
-            call->bad_status = mem_strndup(c->alloc, value, valuelen);
+            grpc_mem_free(c->alloc, call->bad_status);
+            call->bad_status = grpc_mem_strndup(c->alloc, value, valuelen);
             if (call->bad_status == NULL) {
                 return header_nomem(call);
             }
             call->blk = (call->blk | BLK_BAD_STATUS) & ~BLK_STATUS;
         }
-    } else if (bytes_eq(name, namelen, "grpc-message")) {
-        mem_free(c->alloc, call->grpc_message);
-        call->grpc_message = mem_alloc(c->alloc, valuelen + 1);
+    } else if (grpc_bytes_eq(name, namelen, "grpc-message")) {
+        grpc_mem_free(c->alloc, call->grpc_message);
+        call->grpc_message = grpc_mem_alloc(c->alloc, valuelen + 1);
         if (call->grpc_message == NULL) {
             return header_nomem(call);
         }
         grpc_client_percent_decode((const char *)value, valuelen,
                                    call->grpc_message);
-    } else if (bytes_eq(name, namelen, "grpc-encoding") &&
+    } else if (grpc_bytes_eq(name, namelen, "grpc-encoding") &&
                !(call->flags & CALL_GOT_HEADERS)) {
-        mem_free(c->alloc, call->encoding);
-        call->encoding = mem_strndup(c->alloc, value, valuelen);
+        grpc_mem_free(c->alloc, call->encoding);
+        call->encoding = grpc_mem_strndup(c->alloc, value, valuelen);
         if (call->encoding == NULL) {
             return header_nomem(call);
         }
@@ -1389,15 +1120,15 @@ static void conn_release(struct grpc_client_conn *c)
     if (c->session != NULL) {
         nghttp2_session_del(c->session);
     }
-    mem_free(c->alloc, c->authority);
-    mem_free(c->alloc, c->user_agent);
-    mem_free(c->alloc, c);
+    grpc_mem_free(c->alloc, c->authority);
+    grpc_mem_free(c->alloc, c->user_agent);
+    grpc_mem_free(c->alloc, c);
 }
 
 int grpc_client_conn_new(const struct grpc_client_config *cfg, void *conn_data,
                          struct grpc_client_conn **out)
 {
-    struct grpc_client_conn *c = mem_calloc(cfg->alloc, 1, sizeof(*c));
+    struct grpc_client_conn *c = grpc_mem_calloc(cfg->alloc, 1, sizeof(*c));
     const char *auth = cfg->authority != NULL ? cfg->authority : "localhost";
     int rv;
 
@@ -1412,17 +1143,13 @@ int grpc_client_conn_new(const struct grpc_client_config *cfg, void *conn_data,
     c->max_recv = cfg->max_recv_msg_size != 0 ? cfg->max_recv_msg_size
                                               : GRPC_CLIENT_DEFAULT_MAX_RECV;
     if (c->alloc != NULL) {
-        c->mem.mem_user_data = (void *)c->alloc;
-        c->mem.malloc = ng_malloc;
-        c->mem.free = ng_free;
-        c->mem.calloc = ng_calloc;
-        c->mem.realloc = ng_realloc;
+        grpc_mem_nghttp2(c->alloc, &c->mem);
     }
-    c->authority = mem_strndup(c->alloc, auth, strlen(auth));
+    c->authority = grpc_mem_strndup(c->alloc, auth, strlen(auth));
     rv = c->authority != NULL ? 0 : IK_ENOMEM;
     if (rv == 0 && cfg->user_agent != NULL) {
-        c->user_agent =
-            mem_strndup(c->alloc, cfg->user_agent, strlen(cfg->user_agent));
+        c->user_agent = grpc_mem_strndup(c->alloc, cfg->user_agent,
+                                         strlen(cfg->user_agent));
         rv = c->user_agent != NULL ? 0 : IK_ENOMEM;
     }
     if (rv == 0) {
@@ -1699,11 +1426,13 @@ static int call_new(struct grpc_client_conn *c, const char *path,
     if (!grpc_client_conn_is_usable(c)) {
         return IK_EIO;
     }
-    call = mem_calloc(c->alloc, 1, sizeof(*call) + size);
+    call = grpc_mem_calloc(c->alloc, 1, sizeof(*call) + size);
     if (call == NULL) {
         return IK_ENOMEM;
     }
     call->conn = c;
+    grpc_frame_buf_init(&call->out, c->alloc);
+    grpc_frame_reader_init(&call->rx, c->alloc, c->max_recv);
     call->timeout_ms = timeout_ms;
     call->n_md = n_md;
     s = call->strs;
@@ -1897,7 +1626,7 @@ void grpc_client_call_cancel(struct grpc_client_call *call)
 
 size_t grpc_client_call_pending_bytes(const struct grpc_client_call *call)
 {
-    return call->otail - call->ohead;
+    return grpc_frame_buf_pending(&call->out);
 }
 
 void *grpc_client_call_data(const struct grpc_client_call *call)

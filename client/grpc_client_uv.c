@@ -17,34 +17,21 @@
 #include <string.h>
 
 #include "server/errors.h"
+#include "server/uvwrite.h"
 
 #define READ_BUF (64u << 10)
-/* Stop gathering output into one write beyond this. */
-#define WRITE_HIGH (256u << 10)
-/* Write buffers above this are released after use. */
-#define WRITE_KEEP (1u << 20)
-
-struct wbuf {
-    uint8_t *data;
-    size_t len, cap;
-};
 
 struct grpc_client_uv_link {
     struct grpc_client_uv *c;
-    struct grpc_client_uv_link *next;       /* c->links */
-    struct grpc_client_uv_link *dirty_next; /* c->dirty */
-    struct grpc_client_conn *gc;            /* NULL once closing */
+    struct grpc_client_uv_link *next; /* c->links */
+    struct grpc_client_conn *gc;      /* NULL once closing */
     uv_tcp_t tcp;
     uv_connect_t creq;
     uv_getaddrinfo_t gai;
-    uv_write_t wreq;
-    struct wbuf fill;              /* being gathered */
-    struct wbuf inflight;          /* owned by wreq */
+    struct uvwrite w;              /* output; dirty list: c->dirty */
     char dial_err[IK_ERRMSG_SIZE]; /* set: fail the link on next flush */
     int pending; /* libuv callbacks still due (close, getaddrinfo) */
     bool connected;
-    bool dirty;
-    bool writing;
     bool reading;
     bool closing;
     bool close_after_flush; /* protocol error: flush the GOAWAY, then close */
@@ -124,8 +111,7 @@ static void client_leave(struct grpc_client_uv *c)
 
 static void link_free(struct grpc_client_uv_link *l)
 {
-    free(l->fill.data);
-    free(l->inflight.data);
+    uvwrite_free(&l->w);
     free(l);
 }
 
@@ -137,22 +123,6 @@ static void link_closed_cb(uv_handle_t *h)
         link_free(l);
     }
     handle_closed(c);
-}
-
-static void dirty_remove(struct grpc_client_uv_link *l)
-{
-    struct grpc_client_uv_link **pp = &l->c->dirty;
-    if (!l->dirty) {
-        return;
-    }
-    while (*pp != NULL && *pp != l) {
-        pp = &(*pp)->dirty_next;
-    }
-    if (*pp == l) {
-        *pp = l->dirty_next;
-    }
-    l->dirty = false;
-    l->dirty_next = NULL;
 }
 
 /*
@@ -170,7 +140,7 @@ static void link_close(struct grpc_client_uv_link *l, int status,
         return;
     }
     l->closing = true;
-    dirty_remove(l);
+    uvwrite_unmark(&c->dirty, &l->w);
     if (c->cur == l) {
         c->cur = NULL;
     }
@@ -200,33 +170,9 @@ static void on_want_write(struct grpc_client_conn *gc, void *conn_data)
     struct grpc_client_uv *c = l->c;
 
     (void)gc;
-    if (l->dirty || l->closing || c->torn_down) {
-        return;
+    if (!l->closing && !c->torn_down && uvwrite_mark(&c->dirty, &l->w)) {
+        uv_prepare_start(&c->prepare, prepare_cb);
     }
-    l->dirty = true;
-    l->dirty_next = c->dirty;
-    c->dirty = l;
-    uv_prepare_start(&c->prepare, prepare_cb);
-}
-
-static int wbuf_append(struct wbuf *b, const uint8_t *p, size_t n)
-{
-    if (b->cap - b->len < n) {
-        size_t cap = b->cap > 0 ? b->cap : 16384;
-        uint8_t *q;
-        while (cap - b->len < n) {
-            cap *= 2;
-        }
-        q = realloc(b->data, cap);
-        if (q == NULL) {
-            return IK_ENOMEM;
-        }
-        b->data = q;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 0;
 }
 
 static void read_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -266,13 +212,7 @@ static void write_cb(uv_write_t *req, int status)
     struct grpc_client_uv_link *l = req->data;
     struct grpc_client_uv *c = l->c;
 
-    l->writing = false;
-    l->inflight.len = 0;
-    if (l->inflight.cap > WRITE_KEEP) {
-        free(l->inflight.data);
-        l->inflight.data = NULL;
-        l->inflight.cap = 0;
-    }
+    uvwrite_done(&l->w);
     if (l->closing) {
         return;
     }
@@ -285,13 +225,17 @@ static void write_cb(uv_write_t *req, int status)
     client_leave(c);
 }
 
+static ssize_t link_pull(void *gc, const uint8_t **data)
+{
+    return grpc_client_conn_send(gc, data);
+}
+
 /* Move the core's output into one write. Called from our libuv callbacks
  * only (busy > 0). */
 static void link_flush(struct grpc_client_uv_link *l)
 {
     struct grpc_client_uv *c = l->c;
-    struct wbuf tmp;
-    uv_buf_t buf;
+    int rv;
 
     if (l->closing) {
         return;
@@ -300,45 +244,21 @@ static void link_flush(struct grpc_client_uv_link *l)
         link_close(l, GRPC_UNAVAILABLE, l->dial_err);
         return;
     }
-    if (!l->connected || l->writing) {
+    if (!l->connected || l->w.writing) {
         arm_timer(c);
         return;
     }
-    while (l->fill.len < WRITE_HIGH) {
-        const uint8_t *p;
-        ssize_t n = grpc_client_conn_send(l->gc, &p);
-        if (n < 0) {
-            link_close(l, GRPC_UNAVAILABLE, "transport is closing");
-            return;
-        }
-        if (n == 0) {
-            break;
-        }
-        if (wbuf_append(&l->fill, p, (size_t)n) != 0) {
-            link_close(l, GRPC_RESOURCE_EXHAUSTED, ik_strerror(IK_ENOMEM));
-            return;
-        }
-    }
-    if (l->fill.len == 0) {
-        if (l->close_after_flush || grpc_client_conn_want_close(l->gc)) {
-            link_close(l, GRPC_UNAVAILABLE, "transport is closing");
-        } else {
-            arm_timer(c);
-        }
-        return;
-    }
-    tmp = l->inflight;
-    l->inflight = l->fill;
-    l->fill = tmp;
-    buf = uv_buf_init((char *)l->inflight.data, (unsigned)l->inflight.len);
-    l->wreq.data = l;
-    if (uv_write(&l->wreq, (uv_stream_t *)&l->tcp, &buf, 1, write_cb) != 0) {
-        l->inflight.len = 0;
+    rv = uvwrite_flush(&l->w, (uv_stream_t *)&l->tcp, link_pull, l->gc,
+                       write_cb);
+    if (rv == IK_ENOMEM) {
+        link_close(l, GRPC_RESOURCE_EXHAUSTED, ik_strerror(IK_ENOMEM));
+    } else if (rv != 0 ||
+               (!l->w.writing &&
+                (l->close_after_flush || grpc_client_conn_want_close(l->gc)))) {
         link_close(l, GRPC_UNAVAILABLE, "transport is closing");
-        return;
+    } else {
+        arm_timer(c);
     }
-    l->writing = true;
-    arm_timer(c);
 }
 
 /* How Go prints a dial target: "127.0.0.1:2379", "[::1]:2379". */
@@ -458,6 +378,7 @@ static struct grpc_client_uv_link *link_new(struct grpc_client_uv *c)
         return NULL;
     }
     l->c = c;
+    uvwrite_init(&l->w, l);
     if (grpc_client_conn_new(&c->cfg, l, &l->gc) != 0) {
         free(l);
         return NULL;
@@ -493,13 +414,10 @@ static struct grpc_client_uv_link *link_new(struct grpc_client_uv *c)
 static void prepare_cb(uv_prepare_t *h)
 {
     struct grpc_client_uv *c = h->data;
+    struct uvwrite *w;
     c->busy++;
-    while (c->dirty != NULL) {
-        struct grpc_client_uv_link *l = c->dirty;
-        c->dirty = l->dirty_next;
-        l->dirty = false;
-        l->dirty_next = NULL;
-        link_flush(l);
+    while ((w = uvwrite_pop(&c->dirty)) != NULL) {
+        link_flush(w->owner);
     }
     uv_prepare_stop(&c->prepare);
     arm_timer(c);

@@ -37,6 +37,7 @@
 #include "client/grpc_client.h"
 
 struct grpc_client_uv_link;
+struct uvwrite;
 
 struct grpc_client_uv {
     void *data; /* the owner's; untouched by this module */
@@ -50,7 +51,7 @@ struct grpc_client_uv {
     char *user_agent;
     struct grpc_client_uv_link *cur;   /* where new calls go, or NULL */
     struct grpc_client_uv_link *links; /* every open connection */
-    struct grpc_client_uv_link *dirty; /* connections with output */
+    struct uvwrite *dirty;             /* connections with output */
     uv_timer_t timer;
     uv_prepare_t prepare;
     uint64_t timer_due;

@@ -14,7 +14,9 @@ nodist_libikadaclient_a_SOURCES = $(PROTO_H)
 # linking libikadaclient.a + libikada.a + libikadapb.a.
 lib_LIBRARIES = libikada-client.a
 libikada_client_a_SOURCES = $(libikadaclient_a_SOURCES) \
-	server/errors.c server/errors.h
+	server/errors.c server/errors.h \
+	server/grpc_frame.c server/grpc_frame.h \
+	server/uvwrite.c server/uvwrite.h
 nodist_libikada_client_a_SOURCES = $(PROTO_H) \
 	proto/kv.pb-c.c proto/auth.pb-c.c proto/rpc.pb-c.c \
 	proto/v3lock.pb-c.c proto/v3election.pb-c.c

@@ -7,12 +7,11 @@
  * freed); the handler's view of it ("live") ends earlier, at
  * grpc_call_finish() or on_cancel.
  *
- * Receiving: DATA payload is cut into gRPC messages as it arrives. A message
- * that lies whole inside one chunk nghttp2 hands us is delivered in place
- * (no copy); otherwise it is gathered in the call's receive buffer, sized
- * once from the length prefix and reused for the next messages.
+ * Receiving: DATA payload is cut into gRPC messages as it arrives by the
+ * call's grpc_frame_reader (in place when a message lies whole inside one
+ * chunk, else gathered in its buffer).
  *
- * Sending: messages are framed into the call's output buffer; one nghttp2
+ * Sending: messages are framed into the call's grpc_frame_buf; one nghttp2
  * data provider per call reads from it, returning NGHTTP2_ERR_DEFERRED when
  * it is empty and the call is not finished; grpc_call_send()/finish() resume
  * it. When the buffer drains after grpc_call_finish(), the provider ends the
@@ -27,17 +26,13 @@
 #include <nghttp2/nghttp2.h>
 
 #include "server/errors.h"
+#include "server/grpc_frame.h"
 
-#define GRPC_PREFIX_LEN 5
 #define GRPC_DEFAULT_MAX_RECV (4u << 20)
 /* Receive windows: large enough that etcd's 1.5 MiB requests need no
  * WINDOW_UPDATE round trip; nghttp2 acknowledges consumed data itself. */
 #define GRPC_STREAM_WINDOW (4u << 20)
 #define GRPC_CONN_WINDOW (16u << 20)
-/* Per-call buffers larger than this are released once drained rather than
- * kept for the next message. */
-#define GRPC_BUF_KEEP (64u << 10)
-#define GRPC_BUF_MIN 256
 
 enum {
     CALL_LIVE = 1u << 0,          /* handler owns it */
@@ -69,15 +64,8 @@ struct grpc_call {
     /* Metadata: "name\0value\0" pairs. */
     char *md;
     size_t md_len, md_cap;
-    /* Receive: the length prefix gathered so far, then the payload. */
-    uint8_t prefix[GRPC_PREFIX_LEN];
-    size_t prefix_len; /* == GRPC_PREFIX_LEN while gathering a payload */
-    size_t need;       /* payload length of the current message */
-    uint8_t *rbuf;
-    size_t rlen, rcap;
-    /* Send: framed messages [ohead, otail) not yet given to nghttp2. */
-    uint8_t *obuf;
-    size_t ohead, otail, ocap;
+    struct grpc_frame_reader rx; /* request messages */
+    struct grpc_frame_buf out;   /* framed responses not yet given to nghttp2 */
     /* Trailers waiting for the output buffer to drain. */
     int status;
     char *status_msg; /* percent-encoded, or NULL */
@@ -99,64 +87,6 @@ struct grpc_conn {
     bool signalled; /* on_want_write fired, not yet drained */
     bool freeing;
 };
-
-/* ------------------------------------------------------------------------ */
-/* Memory */
-
-static void *mem_alloc(const struct grpc_allocator *a, size_t n)
-{
-    return a != NULL ? a->malloc_fn(n, a->ud) : malloc(n);
-}
-
-static void *mem_calloc(const struct grpc_allocator *a, size_t n, size_t sz)
-{
-    return a != NULL ? a->calloc_fn(n, sz, a->ud) : calloc(n, sz);
-}
-
-static void *mem_realloc(const struct grpc_allocator *a, void *p, size_t n)
-{
-    return a != NULL ? a->realloc_fn(p, n, a->ud) : realloc(p, n);
-}
-
-static void mem_free(const struct grpc_allocator *a, void *p)
-{
-    if (a != NULL) {
-        a->free_fn(p, a->ud);
-    } else {
-        free(p);
-    }
-}
-
-static void *ng_malloc(size_t size, void *ud)
-{
-    return mem_alloc(ud, size);
-}
-
-static void ng_free(void *ptr, void *ud)
-{
-    mem_free(ud, ptr);
-}
-
-static void *ng_calloc(size_t nmemb, size_t size, void *ud)
-{
-    return mem_calloc(ud, nmemb, size);
-}
-
-static void *ng_realloc(void *ptr, size_t size, void *ud)
-{
-    return mem_realloc(ud, ptr, size);
-}
-
-static char *mem_strndup(const struct grpc_allocator *a, const uint8_t *s,
-                         size_t n)
-{
-    char *p = mem_alloc(a, n + 1);
-    if (p != NULL) {
-        memcpy(p, s, n);
-        p[n] = '\0';
-    }
-    return p;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Helpers */
@@ -229,37 +159,6 @@ size_t grpc_percent_encode(const char *msg, char *out, size_t size)
     return n;
 }
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
-           (uint32_t)p[3];
-}
-
-static bool bytes_eq(const uint8_t *a, size_t alen, const char *b)
-{
-    size_t blen = strlen(b);
-    return alen == blen && memcmp(a, b, blen) == 0;
-}
-
-/* application/grpc, optionally followed by "+subtype" or ";params". */
-static bool is_grpc_content_type(const uint8_t *v, size_t len)
-{
-    static const char ct[] = "application/grpc";
-    size_t n = sizeof(ct) - 1;
-    if (len < n || memcmp(v, ct, n) != 0) {
-        return false;
-    }
-    return len == n || v[n] == '+' || v[n] == ';';
-}
-
 static void signal_write(struct grpc_conn *c)
 {
     if (c->depth > 0 || c->signalled || c->freeing ||
@@ -290,13 +189,13 @@ static void call_unlink(struct grpc_call *call)
 static void call_free(struct grpc_call *call)
 {
     const struct grpc_allocator *a = call->conn->alloc;
-    mem_free(a, call->bad_path);
-    mem_free(a, call->bad_encoding);
-    mem_free(a, call->md);
-    mem_free(a, call->rbuf);
-    mem_free(a, call->obuf);
-    mem_free(a, call->status_msg);
-    mem_free(a, call);
+    grpc_mem_free(a, call->bad_path);
+    grpc_mem_free(a, call->bad_encoding);
+    grpc_mem_free(a, call->md);
+    grpc_frame_reader_free(&call->rx);
+    grpc_frame_buf_free(&call->out);
+    grpc_mem_free(a, call->status_msg);
+    grpc_mem_free(a, call);
 }
 
 /* The handler's view of the call ends. */
@@ -382,26 +281,13 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id,
 {
     struct grpc_call *call = source->ptr;
     struct grpc_conn *c = call->conn;
-    size_t avail = call->otail - call->ohead;
-    size_t n = avail < length ? avail : length;
+    size_t n = grpc_frame_buf_read(&call->out, buf, length);
     nghttp2_nv nv[2];
     char digits[16];
     size_t nvlen;
 
     (void)user_data;
-    if (n > 0) {
-        memcpy(buf, call->obuf + call->ohead, n);
-        call->ohead += n;
-        if (call->ohead == call->otail) {
-            call->ohead = call->otail = 0;
-            if (call->ocap > GRPC_BUF_KEEP) {
-                mem_free(c->alloc, call->obuf);
-                call->obuf = NULL;
-                call->ocap = 0;
-            }
-        }
-    }
-    if (call->ohead < call->otail) {
+    if (grpc_frame_buf_pending(&call->out) > 0) {
         return (ssize_t)n;
     }
     if (!(call->flags & CALL_FINISHED)) {
@@ -418,7 +304,7 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id,
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     call->flags |= CALL_TRAILERS_OUT;
-    mem_free(c->alloc, call->status_msg);
+    grpc_mem_free(c->alloc, call->status_msg);
     call->status_msg = NULL;
     return (ssize_t)n;
 }
@@ -472,7 +358,7 @@ static void call_end(struct grpc_call *call, int status, const char *msg)
         if (need < sizeof(stackbuf)) {
             enc = stackbuf;
         } else {
-            enc = mem_alloc(c->alloc, need + 1);
+            enc = grpc_mem_alloc(c->alloc, need + 1);
             if (enc != NULL) {
                 grpc_percent_encode(msg, enc, need + 1);
             } else {
@@ -496,12 +382,12 @@ static void call_end(struct grpc_call *call, int status, const char *msg)
         call->status = status;
         if (enc != NULL) {
             call->status_msg =
-                mem_strndup(c->alloc, (const uint8_t *)enc, strlen(enc));
+                grpc_mem_strndup(c->alloc, (const uint8_t *)enc, strlen(enc));
         }
         call_resume(call);
     }
     if (enc != NULL && enc != stackbuf) {
-        mem_free(c->alloc, enc);
+        grpc_mem_free(c->alloc, enc);
     }
     signal_write(c);
 }
@@ -537,7 +423,7 @@ static int md_add(struct grpc_call *call, const uint8_t *name, size_t nlen,
         while (cap < need) {
             cap *= 2;
         }
-        p = mem_realloc(call->conn->alloc, call->md, cap);
+        p = grpc_mem_realloc(call->conn->alloc, call->md, cap);
         if (p == NULL) {
             return IK_ENOMEM;
         }
@@ -558,7 +444,7 @@ find_method(const struct grpc_server_config *cfg, const uint8_t *path,
 {
     size_t i;
     for (i = 0; i < cfg->n_methods; i++) {
-        if (bytes_eq(path, len, cfg->methods[i].path)) {
+        if (grpc_bytes_eq(path, len, cfg->methods[i].path)) {
             return &cfg->methods[i];
         }
     }
@@ -588,7 +474,7 @@ static void reject_unknown(struct grpc_call *call)
     const char *sm = path[0] == '/' ? path + 1 : path;
     const char *slash = strrchr(sm, '/');
     size_t cap = strlen(path) * 2 + 64;
-    char *msg = mem_alloc(c->alloc, cap);
+    char *msg = grpc_mem_alloc(c->alloc, cap);
     int status = GRPC_UNIMPLEMENTED;
 
     if (msg == NULL) {
@@ -605,11 +491,14 @@ static void reject_unknown(struct grpc_call *call)
                  (int)(slash - sm), sm);
     }
     call_end(call, status, msg);
-    mem_free(c->alloc, msg);
+    grpc_mem_free(c->alloc, msg);
 }
 
-static void deliver(struct grpc_call *call, const uint8_t *p, size_t n)
+/* One request message (grpc_frame_msg_cb): hand it to the handler. Returns
+ * whether the call is still live. */
+static bool deliver(void *ud, const uint8_t *p, size_t n)
 {
+    struct grpc_call *call = ud;
     const struct grpc_method *m = call->method;
     call->n_msgs++;
     if ((m->kind == GRPC_UNARY || m->kind == GRPC_SERVER_STREAMING) &&
@@ -617,130 +506,28 @@ static void deliver(struct grpc_call *call, const uint8_t *p, size_t n)
         call_abort(call, GRPC_INTERNAL,
                    "grpc: client streaming protocol violation: more than "
                    "one request message for a unary request");
-        return;
+        return false;
     }
     if (m->on_message != NULL) {
         m->on_message(call, p, n);
     }
-}
-
-/* A 5-byte prefix is complete: check it and size the message. Returns false
- * (having ended the call) if the message is refused. */
-static bool begin_message(struct grpc_call *call, const uint8_t *prefix)
-{
-    struct grpc_conn *c = call->conn;
-    uint32_t len = get_be32(prefix + 1);
-
-    if (prefix[0] != 0) {
-        if (prefix[0] == 1) {
-            call_abort_rv(call, IK_ECOMPRESSED);
-        } else {
-            char msg[64];
-            snprintf(msg, sizeof(msg),
-                     "grpc: received unexpected payload format %u",
-                     (unsigned)prefix[0]);
-            call_abort(call, GRPC_INTERNAL, msg);
-        }
-        return false;
-    }
-    if (len > c->max_recv) {
-        char msg[96];
-        snprintf(msg, sizeof(msg),
-                 "grpc: received message larger than max (%u vs. %zu)", len,
-                 c->max_recv);
-        call_abort(call, GRPC_RESOURCE_EXHAUSTED, msg);
-        return false;
-    }
-    call->need = len;
-    return true;
-}
-
-/* Make room for the payload of the current message. */
-static bool reserve_rbuf(struct grpc_call *call)
-{
-    if (call->rcap < call->need) {
-        struct grpc_conn *c = call->conn;
-        uint8_t *p = mem_alloc(c->alloc, call->need);
-        if (p == NULL) {
-            call_abort_rv(call, IK_ENOMEM);
-            return false;
-        }
-        mem_free(c->alloc, call->rbuf);
-        call->rbuf = p;
-        call->rcap = call->need;
-    }
-    call->rlen = 0;
-    return true;
+    return (call->flags & CALL_LIVE) != 0;
 }
 
 static void call_recv_data(struct grpc_call *call, const uint8_t *p, size_t len)
 {
-    while (len > 0 && (call->flags & CALL_LIVE)) {
-        if (call->prefix_len == 0 && len >= GRPC_PREFIX_LEN) {
-            /* Fast path: prefix in place, maybe the whole message too. */
-            if (!begin_message(call, p)) {
-                return;
-            }
-            p += GRPC_PREFIX_LEN;
-            len -= GRPC_PREFIX_LEN;
-            if (len >= call->need) {
-                size_t n = call->need;
-                deliver(call, p, n);
-                p += n;
-                len -= n;
-                continue;
-            }
-            call->prefix_len = GRPC_PREFIX_LEN;
-            if (!reserve_rbuf(call)) {
-                return;
-            }
-            continue;
-        }
-        if (call->prefix_len < GRPC_PREFIX_LEN) {
-            size_t n = GRPC_PREFIX_LEN - call->prefix_len;
-            if (n > len) {
-                n = len;
-            }
-            memcpy(call->prefix + call->prefix_len, p, n);
-            call->prefix_len += n;
-            p += n;
-            len -= n;
-            if (call->prefix_len < GRPC_PREFIX_LEN) {
-                return;
-            }
-            if (!begin_message(call, call->prefix)) {
-                return;
-            }
-            if (call->need == 0) {
-                call->prefix_len = 0;
-                deliver(call, (const uint8_t *)"", 0);
-                continue;
-            }
-            if (!reserve_rbuf(call)) {
-                return;
-            }
-            continue;
-        }
-        /* Gathering a payload. */
-        {
-            size_t n = call->need - call->rlen;
-            if (n > len) {
-                n = len;
-            }
-            memcpy(call->rbuf + call->rlen, p, n);
-            call->rlen += n;
-            p += n;
-            len -= n;
-            if (call->rlen == call->need) {
-                call->prefix_len = 0;
-                deliver(call, call->rbuf, call->need);
-                if (call->rcap > GRPC_BUF_KEEP) {
-                    mem_free(call->conn->alloc, call->rbuf);
-                    call->rbuf = NULL;
-                    call->rcap = 0;
-                }
-            }
-        }
+    int rv;
+
+    if (!(call->flags & CALL_LIVE)) {
+        return;
+    }
+    rv = grpc_frame_reader_feed(&call->rx, p, len, deliver, call);
+    if (rv != 0) {
+        /* Refused message: IK_ECOMPRESSED and IK_ENOMEM keep errors.h's
+         * status and text; the others are worded as grpc-go does. */
+        char msg[128];
+        int status = grpc_frame_reader_status(&call->rx, rv, msg, sizeof(msg));
+        call_abort(call, status, msg);
     }
 }
 
@@ -753,7 +540,7 @@ static void call_half_close(struct grpc_call *call)
         return;
     }
     kind = call->method->kind;
-    if (call->prefix_len > 0) {
+    if (grpc_frame_reader_partial(&call->rx)) {
         call_abort(call, GRPC_INTERNAL,
                    "grpc: client half-closed the stream inside a message "
                    "(unexpected EOF)");
@@ -786,7 +573,7 @@ static void call_dispatch(struct grpc_call *call)
         reject_unknown(call);
     } else if (call->bad_encoding != NULL) {
         size_t cap = strlen(call->bad_encoding) * 2 + 80;
-        char *msg = mem_alloc(c->alloc, cap);
+        char *msg = grpc_mem_alloc(c->alloc, cap);
         if (msg != NULL) {
             snprintf(msg, cap,
                      "grpc: Decompressor is not installed for grpc-encoding "
@@ -796,7 +583,7 @@ static void call_dispatch(struct grpc_call *call)
         call_end(call,
                  msg != NULL ? GRPC_UNIMPLEMENTED : GRPC_RESOURCE_EXHAUSTED,
                  msg != NULL ? msg : ik_strerror(IK_ENOMEM));
-        mem_free(c->alloc, msg);
+        grpc_mem_free(c->alloc, msg);
     } else {
         call->flags |= CALL_LIVE;
         c->n_live++;
@@ -811,9 +598,9 @@ static void call_dispatch(struct grpc_call *call)
             }
         }
     }
-    mem_free(c->alloc, call->bad_path);
+    grpc_mem_free(c->alloc, call->bad_path);
     call->bad_path = NULL;
-    mem_free(c->alloc, call->bad_encoding);
+    grpc_mem_free(c->alloc, call->bad_encoding);
     call->bad_encoding = NULL;
 }
 
@@ -835,15 +622,17 @@ static int on_begin_headers(nghttp2_session *session,
         frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
         return 0;
     }
-    call = mem_calloc(c->alloc, 1, sizeof(*call));
+    call = grpc_mem_calloc(c->alloc, 1, sizeof(*call));
     if (call == NULL) {
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     call->conn = c;
     call->stream_id = frame->hd.stream_id;
+    grpc_frame_reader_init(&call->rx, c->alloc, c->max_recv);
+    grpc_frame_buf_init(&call->out, c->alloc);
     if (nghttp2_session_set_stream_user_data(session, call->stream_id, call) !=
         0) {
-        mem_free(c->alloc, call);
+        grpc_mem_free(c->alloc, call);
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
     call->next = c->calls;
@@ -871,10 +660,10 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
         return 0;
     }
     if (namelen > 0 && name[0] == ':') {
-        if (bytes_eq(name, namelen, ":path")) {
+        if (grpc_bytes_eq(name, namelen, ":path")) {
             call->method = find_method(c->cfg, value, valuelen);
             if (call->method == NULL && call->bad_path == NULL) {
-                call->bad_path = mem_strndup(c->alloc, value, valuelen);
+                call->bad_path = grpc_mem_strndup(c->alloc, value, valuelen);
                 if (call->bad_path == NULL) {
                     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
                 }
@@ -882,28 +671,28 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
         }
         return 0;
     }
-    if (bytes_eq(name, namelen, "content-type")) {
-        if (is_grpc_content_type(value, valuelen)) {
+    if (grpc_bytes_eq(name, namelen, "content-type")) {
+        if (grpc_is_content_type(value, valuelen)) {
             call->flags |= CALL_GRPC_CT;
         }
-    } else if (bytes_eq(name, namelen, "grpc-timeout")) {
+    } else if (grpc_bytes_eq(name, namelen, "grpc-timeout")) {
         if (grpc_timeout_parse((const char *)value, valuelen,
                                &call->timeout_ms) != 0) {
             call->flags |= CALL_BAD_TIMEOUT;
         } else {
             call->flags |= CALL_HAS_TIMEOUT;
         }
-    } else if (bytes_eq(name, namelen, "grpc-encoding")) {
-        if (!bytes_eq(value, valuelen, "identity") &&
+    } else if (grpc_bytes_eq(name, namelen, "grpc-encoding")) {
+        if (!grpc_bytes_eq(value, valuelen, "identity") &&
             call->bad_encoding == NULL) {
-            call->bad_encoding = mem_strndup(c->alloc, value, valuelen);
+            call->bad_encoding = grpc_mem_strndup(c->alloc, value, valuelen);
             if (call->bad_encoding == NULL) {
                 return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
             }
         }
-    } else if (bytes_eq(name, namelen, "te") ||
-               bytes_eq(name, namelen, "user-agent") ||
-               bytes_eq(name, namelen, "grpc-accept-encoding")) {
+    } else if (grpc_bytes_eq(name, namelen, "te") ||
+               grpc_bytes_eq(name, namelen, "user-agent") ||
+               grpc_bytes_eq(name, namelen, "grpc-accept-encoding")) {
         /* transport's own */
     } else if (md_add(call, name, namelen, value, valuelen) != 0) {
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -1047,7 +836,7 @@ static int conn_setup(struct grpc_conn *c)
 int grpc_conn_new(const struct grpc_server_config *cfg, void *conn_data,
                   struct grpc_conn **out)
 {
-    struct grpc_conn *c = mem_calloc(cfg->alloc, 1, sizeof(*c));
+    struct grpc_conn *c = grpc_mem_calloc(cfg->alloc, 1, sizeof(*c));
     int rv;
 
     if (c == NULL) {
@@ -1060,18 +849,14 @@ int grpc_conn_new(const struct grpc_server_config *cfg, void *conn_data,
     c->max_recv = cfg->max_recv_msg_size != 0 ? cfg->max_recv_msg_size
                                               : GRPC_DEFAULT_MAX_RECV;
     if (c->alloc != NULL) {
-        c->mem.mem_user_data = (void *)c->alloc;
-        c->mem.malloc = ng_malloc;
-        c->mem.free = ng_free;
-        c->mem.calloc = ng_calloc;
-        c->mem.realloc = ng_realloc;
+        grpc_mem_nghttp2(c->alloc, &c->mem);
     }
     rv = conn_setup(c);
     if (rv != 0) {
         if (c->session != NULL) {
             nghttp2_session_del(c->session);
         }
-        mem_free(c->alloc, c);
+        grpc_mem_free(c->alloc, c);
         return rv;
     }
     *out = c;
@@ -1189,7 +974,7 @@ void grpc_conn_free(struct grpc_conn *c)
         next = call->next;
         call_free(call);
     }
-    mem_free(c->alloc, c);
+    grpc_mem_free(c->alloc, c);
 }
 
 void *grpc_conn_data(const struct grpc_conn *c)
@@ -1245,103 +1030,55 @@ uint64_t grpc_call_deadline(const struct grpc_call *call)
     return (call->flags & CALL_HAS_DEADLINE) ? call->deadline : 0;
 }
 
-/* Room for @n more bytes at otail. */
-static int obuf_reserve(struct grpc_call *call, size_t n)
+/* May a message of @len bytes be queued? Submits the response HEADERS
+ * before the first one. */
+static int call_can_send(struct grpc_call *call, size_t len)
 {
-    size_t used = call->otail - call->ohead;
-    size_t cap;
-    uint8_t *p;
-
-    if (call->ocap - call->otail >= n) {
-        return 0;
-    }
-    if (call->ohead > 0) {
-        memmove(call->obuf, call->obuf + call->ohead, used);
-        call->ohead = 0;
-        call->otail = used;
-        if (call->ocap - used >= n) {
-            return 0;
-        }
-    }
-    if (n > SIZE_MAX / 2 - used) {
-        return IK_ENOMEM;
-    }
-    cap = call->ocap > GRPC_BUF_MIN ? call->ocap : GRPC_BUF_MIN;
-    while (cap < used + n) {
-        cap *= 2;
-    }
-    p = mem_realloc(call->conn->alloc, call->obuf, cap);
-    if (p == NULL) {
-        return IK_ENOMEM;
-    }
-    call->obuf = p;
-    call->ocap = cap;
-    return 0;
-}
-
-/* Reserve a framed message of @len bytes; returns where the payload goes. */
-static int call_frame(struct grpc_call *call, size_t len, uint8_t **payload)
-{
-    int rv;
-
     if (!(call->flags & CALL_LIVE) || len > UINT32_MAX) {
         return IK_EINVAL;
     }
     if (!(call->flags & CALL_HEADERS_SENT)) {
-        rv = call_submit_headers(call);
-        if (rv != 0) {
-            return rv;
-        }
+        return call_submit_headers(call);
     }
-    rv = obuf_reserve(call, GRPC_PREFIX_LEN + len);
-    if (rv != 0) {
-        return rv;
-    }
-    call->obuf[call->otail] = 0;
-    put_be32(call->obuf + call->otail + 1, (uint32_t)len);
-    *payload = call->obuf + call->otail + GRPC_PREFIX_LEN;
     return 0;
 }
 
-static void call_queued(struct grpc_call *call, size_t len)
+static void call_queued(struct grpc_call *call)
 {
-    call->otail += GRPC_PREFIX_LEN + len;
     call_resume(call);
     signal_write(call->conn);
 }
 
 int grpc_call_send(struct grpc_call *call, const uint8_t *msg, size_t len)
 {
-    uint8_t *p;
-    int rv = call_frame(call, len, &p);
+    int rv = call_can_send(call, len);
+    if (rv == 0) {
+        rv = grpc_frame_buf_append(&call->out, msg, len);
+    }
     if (rv != 0) {
         return rv;
     }
-    if (len > 0) {
-        memcpy(p, msg, len);
-    }
-    call_queued(call, len);
+    call_queued(call);
     return 0;
 }
 
 int grpc_call_send_proto(struct grpc_call *call, const ProtobufCMessage *msg)
 {
     size_t len = protobuf_c_message_get_packed_size(msg);
-    uint8_t *p;
-    int rv = call_frame(call, len, &p);
+    int rv = call_can_send(call, len);
+    if (rv == 0) {
+        rv = grpc_frame_buf_pack(&call->out, msg, len);
+    }
     if (rv != 0) {
         return rv;
     }
-    if (protobuf_c_message_pack(msg, p) != len) {
-        return IK_EINVAL;
-    }
-    call_queued(call, len);
+    call_queued(call);
     return 0;
 }
 
 size_t grpc_call_pending_bytes(const struct grpc_call *call)
 {
-    return call->otail - call->ohead;
+    return grpc_frame_buf_pending(&call->out);
 }
 
 void grpc_call_finish(struct grpc_call *call, int status, const char *message)

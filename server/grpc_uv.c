@@ -11,13 +11,9 @@
 #include <unistd.h>
 
 #include "server/errors.h"
+#include "server/uvwrite.h"
 
 #define GRPC_UV_READ_BUF (64u << 10)
-/* Stop gathering output into one write beyond this, and pause reading while
- * a write this large is in flight. */
-#define GRPC_UV_WRITE_HIGH (256u << 10)
-/* Write buffers above this are released after use. */
-#define GRPC_UV_WRITE_KEEP (1u << 20)
 #define GRPC_UV_TICK_MS 50
 #define GRPC_UV_BACKLOG 511
 
@@ -30,22 +26,12 @@ struct grpc_uv_listener {
     bool stalled;
 };
 
-struct wbuf {
-    uint8_t *data;
-    size_t len, cap;
-};
-
 struct grpc_uv_conn {
     uv_tcp_t tcp;
     struct grpc_uv_server *s;
     struct grpc_conn *gc;             /* NULL once closing */
     struct grpc_uv_conn *prev, *next; /* s->conns */
-    struct grpc_uv_conn *dirty_next;  /* s->dirty */
-    uv_write_t wreq;
-    struct wbuf fill;     /* being gathered */
-    struct wbuf inflight; /* owned by wreq */
-    bool dirty;
-    bool writing;
+    struct uvwrite w;                 /* output; dirty list: s->dirty */
     bool reading;
     bool closing;
     bool close_after_flush; /* protocol error: flush the GOAWAY, then close */
@@ -73,28 +59,11 @@ static void handle_closed(struct grpc_uv_server *s)
 /* ------------------------------------------------------------------------ */
 /* Connections */
 
-static void dirty_remove(struct grpc_uv_conn *conn)
-{
-    struct grpc_uv_conn **pp = &conn->s->dirty;
-    if (!conn->dirty) {
-        return;
-    }
-    while (*pp != NULL && *pp != conn) {
-        pp = &(*pp)->dirty_next;
-    }
-    if (*pp == conn) {
-        *pp = conn->dirty_next;
-    }
-    conn->dirty = false;
-    conn->dirty_next = NULL;
-}
-
 static void conn_closed_cb(uv_handle_t *h)
 {
     struct grpc_uv_conn *conn = h->data;
     struct grpc_uv_server *s = conn->s;
-    free(conn->fill.data);
-    free(conn->inflight.data);
+    uvwrite_free(&conn->w);
     free(conn);
     handle_closed(s);
 }
@@ -108,7 +77,7 @@ static void conn_close(struct grpc_uv_conn *conn)
         return;
     }
     conn->closing = true;
-    dirty_remove(conn);
+    uvwrite_unmark(&s->dirty, &conn->w);
     if (conn->prev != NULL) {
         conn->prev->next = conn->next;
     } else {
@@ -130,33 +99,9 @@ static void on_want_write(struct grpc_conn *gc, void *conn_data)
     struct grpc_uv_server *s = conn->s;
 
     (void)gc;
-    if (conn->dirty || conn->closing || s->closing) {
-        return;
+    if (!conn->closing && !s->closing && uvwrite_mark(&s->dirty, &conn->w)) {
+        uv_prepare_start(&s->prepare, prepare_cb);
     }
-    conn->dirty = true;
-    conn->dirty_next = s->dirty;
-    s->dirty = conn;
-    uv_prepare_start(&s->prepare, prepare_cb);
-}
-
-static int wbuf_append(struct wbuf *b, const uint8_t *p, size_t n)
-{
-    if (b->cap - b->len < n) {
-        size_t cap = b->cap > 0 ? b->cap : 16384;
-        uint8_t *q;
-        while (cap - b->len < n) {
-            cap *= 2;
-        }
-        q = realloc(b->data, cap);
-        if (q == NULL) {
-            return IK_ENOMEM;
-        }
-        b->data = q;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 0;
 }
 
 static void read_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -206,13 +151,7 @@ static void write_cb(uv_write_t *req, int status)
 {
     struct grpc_uv_conn *conn = req->data;
 
-    conn->writing = false;
-    conn->inflight.len = 0;
-    if (conn->inflight.cap > GRPC_UV_WRITE_KEEP) {
-        free(conn->inflight.data);
-        conn->inflight.data = NULL;
-        conn->inflight.cap = 0;
-    }
+    uvwrite_done(&conn->w);
     if (conn->closing) {
         return;
     }
@@ -226,53 +165,47 @@ static void write_cb(uv_write_t *req, int status)
     }
 }
 
+static ssize_t conn_pull(void *gc, const uint8_t **data)
+{
+    return grpc_conn_send(gc, data);
+}
+
 static void conn_flush(struct grpc_uv_conn *conn)
 {
-    struct wbuf tmp;
-    uv_buf_t buf;
-
-    if (conn->closing || conn->writing) {
+    if (conn->closing || conn->w.writing) {
         return;
     }
-    while (conn->fill.len < GRPC_UV_WRITE_HIGH) {
-        const uint8_t *p;
-        ssize_t n = grpc_conn_send(conn->gc, &p);
-        if (n < 0) {
-            conn_close(conn);
-            return;
-        }
-        if (n == 0) {
-            break;
-        }
-        if (wbuf_append(&conn->fill, p, (size_t)n) != 0) {
-            conn_close(conn);
-            return;
-        }
+    if (uvwrite_flush(&conn->w, (uv_stream_t *)&conn->tcp, conn_pull, conn->gc,
+                      write_cb) != 0) {
+        conn_close(conn);
+        return;
     }
-    if (conn->fill.len == 0) {
+    if (!conn->w.writing) {
         if (conn->close_after_flush || grpc_conn_want_close(conn->gc)) {
             conn_close(conn);
         }
         return;
     }
-    tmp = conn->inflight;
-    conn->inflight = conn->fill;
-    conn->fill = tmp;
-    buf =
-        uv_buf_init((char *)conn->inflight.data, (unsigned)conn->inflight.len);
-    conn->wreq.data = conn;
-    if (uv_write(&conn->wreq, (uv_stream_t *)&conn->tcp, &buf, 1, write_cb) !=
-        0) {
-        conn->inflight.len = 0;
-        conn_close(conn);
-        return;
-    }
-    conn->writing = true;
-    if (conn->inflight.len >= GRPC_UV_WRITE_HIGH && conn->reading) {
+    if (uvwrite_inflight(&conn->w) >= UVWRITE_HIGH && conn->reading) {
         /* The peer is not keeping up: stop taking new requests. */
         uv_read_stop((uv_stream_t *)&conn->tcp);
         conn->reading = false;
     }
+}
+
+/* Give a new (zeroed) connection its TCP handle and link it in s->conns;
+ * from here it is released by conn_close(). */
+static void conn_attach(struct grpc_uv_server *s, struct grpc_uv_conn *conn)
+{
+    conn->s = s;
+    uv_tcp_init(s->loop, &conn->tcp);
+    conn->tcp.data = conn;
+    conn->next = s->conns;
+    if (s->conns != NULL) {
+        s->conns->prev = conn;
+    }
+    s->conns = conn;
+    uvwrite_init(&conn->w, conn);
 }
 
 /* Accept one pending connection on @l. Returns false when out of memory
@@ -285,14 +218,7 @@ static bool accept_one(struct grpc_uv_listener *l)
     if (conn == NULL) {
         return false;
     }
-    conn->s = s;
-    uv_tcp_init(s->loop, &conn->tcp);
-    conn->tcp.data = conn;
-    conn->next = s->conns;
-    if (s->conns != NULL) {
-        s->conns->prev = conn;
-    }
-    s->conns = conn;
+    conn_attach(s, conn);
     if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&conn->tcp) != 0 ||
         grpc_conn_new(&s->cfg, conn, &conn->gc) != 0) {
         conn_close(conn);
@@ -324,14 +250,7 @@ int grpc_uv_server_adopt(struct grpc_uv_server *s, uv_tcp_t *tcp,
         free(conn);
         return IK_EIO;
     }
-    conn->s = s;
-    uv_tcp_init(s->loop, &conn->tcp);
-    conn->tcp.data = conn;
-    conn->next = s->conns;
-    if (s->conns != NULL) {
-        s->conns->prev = conn;
-    }
-    s->conns = conn;
+    conn_attach(s, conn);
     if (uv_tcp_open(&conn->tcp, dupfd) != 0) {
         close(dupfd);
         conn_close(conn);
@@ -366,12 +285,9 @@ static void on_connection(uv_stream_t *server, int status)
 static void prepare_cb(uv_prepare_t *h)
 {
     struct grpc_uv_server *s = h->data;
-    while (s->dirty != NULL) {
-        struct grpc_uv_conn *conn = s->dirty;
-        s->dirty = conn->dirty_next;
-        conn->dirty = false;
-        conn->dirty_next = NULL;
-        conn_flush(conn);
+    struct uvwrite *w;
+    while ((w = uvwrite_pop(&s->dirty)) != NULL) {
+        conn_flush(w->owner);
     }
     uv_prepare_stop(&s->prepare);
 }

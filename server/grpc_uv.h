@@ -31,6 +31,7 @@
 
 struct grpc_uv_listener;
 struct grpc_uv_conn;
+struct uvwrite;
 
 struct grpc_uv_server {
     void *data; /* the owner's; untouched by this module */
@@ -40,7 +41,7 @@ struct grpc_uv_server {
     struct grpc_server_config cfg; /* copy; now_ms/on_want_write are ours */
     struct grpc_uv_listener *listeners;
     struct grpc_uv_conn *conns;
-    struct grpc_uv_conn *dirty; /* connections with output to flush */
+    struct uvwrite *dirty; /* connections with output to flush (uvwrite.h) */
     uv_timer_t timer;
     uv_prepare_t prepare;
     uint8_t *rbuf; /* shared read buffer: the core consumes reads at once */

@@ -8,6 +8,8 @@ libikada_a_SOURCES = \
 	server/mvcc.c server/mvcc.h \
 	server/kv.c server/kv.h \
 	server/grpc.c server/grpc.h \
+	server/grpc_frame.c server/grpc_frame.h \
+	server/uvwrite.c server/uvwrite.h \
 	server/grpc_uv.c server/grpc_uv.h \
 	server/config.c server/config.h \
 	server/ids.c server/ids.h \

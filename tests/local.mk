@@ -11,6 +11,7 @@ UNIT_TESTS = \
 	tests/unit/test_kv \
 	tests/unit/test_lease \
 	tests/unit/test_grpc \
+	tests/unit/test_grpc_frame \
 	tests/unit/test_config \
 	tests/unit/test_snapshot \
 	tests/unit/test_ids \
@@ -38,6 +39,10 @@ tests_unit_test_lease_LDADD = $(UNIT_LDADD)
 tests_unit_test_grpc_SOURCES = tests/unit/test_grpc.c
 tests_unit_test_grpc_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_grpc_LDADD = $(UNIT_LDADD)
+tests_unit_test_grpc_frame_SOURCES = tests/unit/test_grpc_frame.c \
+	tests/unit/grpc_test_util.h
+tests_unit_test_grpc_frame_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_grpc_frame_LDADD = $(UNIT_LDADD)
 tests_unit_test_config_SOURCES = tests/unit/test_config.c
 tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_config_LDADD = $(UNIT_LDADD)

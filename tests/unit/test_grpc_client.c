@@ -25,6 +25,7 @@
 #include "server/errors.h"
 #include "server/grpc.h"
 #include "server/grpc_uv.h"
+#include "tests/unit/grpc_test_util.h"
 
 /* ------------------------------------------------------------------------ */
 /* Server side (ikada's server core): handlers and their state */
@@ -67,27 +68,6 @@ static void proto_msg(struct grpc_call *call, const uint8_t *d, size_t n)
     etcdserverpb__range_request__free_unpacked(req, NULL);
     assert_int_equal(grpc_call_send_proto(call, &resp.base), 0);
     grpc_call_finish(call, GRPC_OK, NULL);
-}
-
-static void sstream_msg(struct grpc_call *call, const uint8_t *d, size_t n)
-{
-    char buf[32];
-    int count, i;
-    assert_true(n < sizeof(buf));
-    memcpy(buf, d, n);
-    buf[n] = '\0';
-    count = atoi(buf);
-    for (i = 0; i < count; i++) {
-        snprintf(buf, sizeof(buf), "msg-%d", i);
-        assert_int_equal(
-            grpc_call_send(call, (const uint8_t *)buf, strlen(buf)), 0);
-    }
-    grpc_call_finish(call, GRPC_OK, NULL);
-}
-
-static void bidi_msg(struct grpc_call *call, const uint8_t *d, size_t n)
-{
-    assert_int_equal(grpc_call_send(call, d, n), 0);
 }
 
 static void bidi_done(struct grpc_call *call)
@@ -137,13 +117,6 @@ static void held_finish(int i, int status, const char *msg)
     grpc_call_finish(call, status, NULL);
 }
 
-static void failing_msg(struct grpc_call *call, const uint8_t *d, size_t n)
-{
-    (void)d;
-    (void)n;
-    grpc_call_finish(call, GRPC_NOT_FOUND, "n\xc3\xb6t 100% found\n");
-}
-
 static void meta_msg(struct grpc_call *call, const uint8_t *d, size_t n)
 {
     const char *tok = grpc_call_metadata(call, "token");
@@ -169,65 +142,6 @@ static const struct grpc_method methods[] = {
     {"/test.Echo/Fail", GRPC_UNARY, failing_msg, NULL, NULL, NULL},
     {"/test.Echo/Meta", GRPC_UNARY, meta_msg, NULL, NULL, NULL},
 };
-
-/* ------------------------------------------------------------------------ */
-/* Failing allocator (for the client core) */
-
-static struct {
-    long budget; /* allocations left; < 0: unlimited */
-    long live;
-    long failures;
-} fa;
-
-static void *fa_malloc(size_t size, void *ud)
-{
-    (void)ud;
-    if (fa.budget == 0) {
-        fa.failures++;
-        return NULL;
-    }
-    if (fa.budget > 0) {
-        fa.budget--;
-    }
-    fa.live++;
-    return malloc(size);
-}
-
-static void fa_free(void *p, void *ud)
-{
-    (void)ud;
-    if (p != NULL) {
-        fa.live--;
-        free(p);
-    }
-}
-
-static void *fa_calloc(size_t n, size_t size, void *ud)
-{
-    void *p = fa_malloc(n * size, ud);
-    if (p != NULL) {
-        memset(p, 0, n * size);
-    }
-    return p;
-}
-
-static void *fa_realloc(void *p, size_t size, void *ud)
-{
-    if (p == NULL) {
-        return fa_malloc(size, ud);
-    }
-    if (fa.budget == 0) {
-        fa.failures++;
-        return NULL;
-    }
-    if (fa.budget > 0) {
-        fa.budget--;
-    }
-    return realloc(p, size);
-}
-
-static const struct grpc_allocator failing_alloc = {
-    fa_malloc, fa_free, fa_calloc, fa_realloc, NULL};
 
 /* ------------------------------------------------------------------------ */
 /* Client-side recorders */
@@ -496,11 +410,7 @@ static void raw_body_add(struct raw_body *b, const void *payload, size_t n,
 {
     b->data = realloc(b->data, b->len + 5 + n + 1);
     assert_non_null(b->data);
-    b->data[b->len] = flag;
-    b->data[b->len + 1] = (uint8_t)(claimed >> 24);
-    b->data[b->len + 2] = (uint8_t)(claimed >> 16);
-    b->data[b->len + 3] = (uint8_t)(claimed >> 8);
-    b->data[b->len + 4] = (uint8_t)claimed;
+    put_grpc_prefix(b->data + b->len, flag, claimed);
     if (n > 0) {
         memcpy(b->data + b->len + 5, payload, n);
     }
@@ -1990,22 +1900,8 @@ static bool alloc_round(long budget)
 
 static void test_failing_allocator(void **state)
 {
-    long budget, failed_rounds = 0;
     (void)state;
-    for (budget = 0; budget < 5000; budget++) {
-        fa.failures = 0;
-        if (alloc_round(budget)) {
-            break;
-        }
-        assert_true(fa.failures > 0);
-        failed_rounds++;
-    }
-    assert_true(budget < 5000);
-    print_message("failing allocator: %ld rounds failed cleanly\n",
-                  failed_rounds);
-    assert_true(failed_rounds > 10);
-    fa.budget = -1;
-    assert_true(alloc_round(-1));
+    fa_sweep(alloc_round, 5000, 10);
 }
 
 /* ------------------------------------------------------------------------ */
