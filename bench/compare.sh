@@ -25,16 +25,19 @@
 #
 # Prints a table (ops/s of each, ratio ikada/etcd, p50/p99 of each, and the
 # CPU ikada-bench itself used, as it shares the machine) and writes every
-# raw JSON result to $OUT. With gnuplot installed it also draws the
-# p99 latencies to $OUT/latency.png (skipped with a message otherwise).
+# raw JSON result to $OUT. With gnuplot installed it also draws p50, p90
+# and p99 of every workload, etcd next to ikada, to $OUT/latency.png (and
+# next to the --results file); without gnuplot that is skipped and said.
 #
 # usage: bench/compare.sh [--results FILE] [BUILD_DIR]
 #   BUILD_DIR  holds ./ikada and ./ikada-bench (default: the current
 #              directory)
 #   --results FILE   also write the results as markdown (machine, date,
-#                    command, table) to FILE, e.g. bench/RESULTS.md
+#                    command, table) to FILE, e.g. bench/RESULTS.md, and
+#                    the plot beside it (latency.png in FILE's directory)
 # env: SECS (default 4) seconds per workload; KEYS (default 100000) keys
-#      loaded; ETCD (default /usr/bin/etcd); OUT (default a temp dir, kept)
+#      loaded; ETCD (default /usr/bin/etcd); OUT (default a temp dir, kept);
+#      PORT_BASE (default 45100) first loopback port tried for the members
 #
 # It only ever signals the PIDs it started, and only while their command
 # line still names this run's temp dir.
@@ -68,6 +71,7 @@ for f in "$IKADA" "$BENCH" "$ETCD" "$ETCDCTL" /usr/bin/python3 /usr/bin/time; do
         exit 1
     }
 done
+out_env=${OUT:+OUT=$OUT }
 command_line="bench/compare.sh $*"
 [[ -z $results ]] || command_line="bench/compare.sh --results $results $*"
 
@@ -114,14 +118,26 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# free_ports N: N loopback ports that can be bound now, taken from
+# [PORT_BASE, PORT_BASE + 900) (default 45100: clear of the fixed ports
+# the test suites use), skipping busy ones.
 free_ports() {
-    /usr/bin/python3 - "$1" <<'EOF'
+    /usr/bin/python3 - "$1" "${PORT_BASE:-45100}" <<'EOF'
 import socket, sys
+want, base = int(sys.argv[1]), int(sys.argv[2])
 socks = []
-for _ in range(int(sys.argv[1])):
+for port in range(base, base + 900):
+    if len(socks) == want:
+        break
     s = socket.socket()
-    s.bind(("127.0.0.1", 0))
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        continue
     socks.append(s)
+if len(socks) < want:
+    sys.exit("compare.sh: no %d free ports from %d" % (want, base))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
@@ -276,8 +292,11 @@ for name, label in rows:
         fmt(e5, ".2f"), fmt(i5, ".2f"), fmt(ep, ".2f"), fmt(ip, ".2f"),
         fmt(num(e, "errors"), "d"), fmt(num(i, "errors"), "d"),
         fmt(cpu("etcd", name), ".0f"), fmt(cpu("ikada", name), ".0f")))
-    plot.append("%s %s %s" % (name, ep if ep is not None else "NaN",
-                              ip if ip is not None else "NaN"))
+    def pct(d, q):
+        v = num(d, "latency_ms", q)
+        return "NaN" if v is None else "%.4f" % v
+    plot.append(" ".join([name] + [pct(d, q) for d in (e, i)
+                                   for q in ("p50", "p90", "p99")]))
 def rss(kind):
     try:
         s, m = open(os.path.join(out, kind + "-rss.txt")).read().split()
@@ -291,29 +310,60 @@ print("|---|---:|---:|---:|")
 if es and is_:
     print("| largest member (MiB) | %.1f | %.1f | %.2fx |" % (em, im, im / em))
     print("| sum of 3 members (MiB) | %.1f | %.1f | %.2fx |" % (es, is_, is_ / es))
-with open(os.path.join(out, "p99.dat"), "w") as f:
+with open(os.path.join(out, "latency.dat"), "w") as f:
+    f.write("# workload etcd_p50 etcd_p90 etcd_p99 ikada_p50 ikada_p90 ikada_p99 (ms)\n")
     f.write("\n".join(plot) + "\n")
 EOF
 )
 echo
 echo "$table"
 
+# The latency plot: p50, p90 and p99 of every workload, etcd next to
+# ikada, log scale (gnuplot; optional, its absence is reported).
+plot_note="not drawn: gnuplot is not installed (scripts/deps.sh installs gnuplot-nox)"
 if command -v gnuplot >/dev/null; then
-    gnuplot <<EOF && log "latency plot: $OUT/latency.png"
-set terminal png size 900,500
+    if gnuplot >"$OUT/gnuplot.log" 2>&1 <<EOF; then
+set terminal pngcairo size 1100,1000 font ",10"
 set output "$OUT/latency.png"
-set title "p99 latency, 3 members each (lower is better)"
-set ylabel "ms"
+set multiplot layout 3,1 title "ikada-bench latency, 3 members each, same machine (ms, log scale, lower is better)"
 set style data histograms
-set style fill solid 0.8
-set xtics rotate by -30
-plot "$OUT/p99.dat" using 2:xtic(1) title "etcd 3.4", "" using 3 title "ikada"
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set logscale y
+set grid ytics
+set key outside right top
+set ylabel "ms"
+set xtics rotate by -20 scale 0 font ",9"
+do for [q in "p50 p90 p99"] {
+    c = (q eq "p50") ? 2 : (q eq "p90") ? 3 : 4
+    set title q
+    plot "$OUT/latency.dat" using c:xtic(1) title "etcd 3.4.23" lc rgb "#4477aa", \\
+         "" using c+3 title "ikada" lc rgb "#ee6677"
+}
+unset multiplot
 EOF
+        plot_note="$OUT/latency.png"
+        log "latency plot: $OUT/latency.png"
+    else
+        plot_note="not drawn: gnuplot failed ($(head -c 200 "$OUT/gnuplot.log"))"
+        log "latency plot $plot_note"
+    fi
 else
-    log "gnuplot is not installed: no latency plot (install gnuplot for $OUT/latency.png)"
+    log "latency plot $plot_note"
 fi
 
+# Sections measured by hand live below this line in the results file;
+# a rewrite keeps them.
+marker='<!-- measured by hand below: bench/compare.sh keeps what follows -->'
 if [[ -n $results ]]; then
+    kept=
+    if [[ -f $results ]] && grep -qxF -- "$marker" "$results"; then
+        kept=$(awk -v m="$marker" 'f || $0 == m { f = 1; print }' "$results")
+    fi
+    if [[ $plot_note == "$OUT/latency.png" ]]; then
+        cp "$OUT/latency.png" "$(dirname "$results")/latency.png"
+        plot_note="$(dirname "$results")/latency.png (p50/p90/p99 per workload)"
+    fi
     {
         echo "# ikada vs etcd: ikada-bench results"
         echo
@@ -325,7 +375,7 @@ if [[ -n $results ]]; then
         echo "- machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/^MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
         echo "- data dirs: $(df -T "$TMP" | awk 'NR==2 {print $2 " on " $1}') (fsync on, as both default)"
         echo "- etcd $("$ETCD" --version | awk 'NR==1 {print $NF}'); ikada $("$IKADA" --version 2>/dev/null | awk 'NR==1 {print $NF}') (source tree at git $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo '?'), plus uncommitted changes if any)"
-        echo "- command: \`SECS=$SECS KEYS=$KEYS $command_line\` (build dir $build)"
+        echo "- command: \`SECS=$SECS KEYS=$KEYS $out_env$command_line\` (build dir $build)"
         echo "- clients spread over all 3 members; $SECS s per workload;"
         echo "  the load and the servers share the same $(nproc) CPUs"
         echo "- load average before the run: $load_before (other work on the"
@@ -340,6 +390,13 @@ if [[ -n $results ]]; then
         echo "100/s and each waits for all its events, so late events lower"
         echo "its ops/s. bench CPU: ikada-bench's own CPU time over its run"
         echo "(100 = one full CPU), taken from the same 2 CPUs."
-    } >"$results"
+        echo
+        echo "Latency plot: $plot_note"
+        if [[ -n $kept ]]; then
+            echo
+            printf '%s\n' "$kept"
+        fi
+    } >"$results.tmp"
+    mv "$results.tmp" "$results"
     log "wrote $results"
 fi

@@ -27,4 +27,10 @@ endif
 # A few seconds of ikada-bench put/range against one ikada member.
 TESTS += tests/integration/bench_smoke.sh
 EXTRA_DIST += tests/integration/bench_smoke.sh bench/compare.sh bench/RESULTS.md \
-	bench/stall.sh
+	bench/stall.sh bench/latency.png
+
+# memstore: bytes per key of the mvcc store alone (bench/RESULTS.md,
+# "Memory at 1M keys").
+noinst_PROGRAMS += bench/memstore
+bench_memstore_SOURCES = bench/memstore.c
+bench_memstore_LDADD = libikada.a

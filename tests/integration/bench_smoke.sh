@@ -8,7 +8,9 @@
 # ops > 0, errors == 0, the documented keys, and sane numbers (p50 <= p99
 # <= max, rps about ops/seconds). Also: ops equal --total, the put data is
 # really there (etcdctl counts the keys), a bad endpoint fails with exit 1,
-# and a bad flag with exit 2.
+# and a bad flag with exit 2. The progress bar: none when stderr is not a
+# terminal (the runs above write it to a file), drawn on a terminal (a run
+# under script(1), which gives it a pseudo-terminal).
 
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -70,6 +72,29 @@ n=$(ectl s get 00000000 00000500 --keys-only --limit 1 -w json |
 run range-l 1000 --clients 10 range 00000000 00000500 --limit 10 --total 1000
 run range-s 0 --clients 10 range 00000000 --consistency s --duration 1s
 run txn-put 300 --clients 5 txn-put --txn-ops 3 --key-space-size 100 --total 300
+
+# No progress bar (nor any carriage return) when stderr is a file.
+for f in "$IK_TMP"/{put,range-l,range-s,txn-put}.err; do
+    if grep -q $'\r' "$f" || grep -q '%.*ops' "$f"; then
+        ik_fail "progress output on a non-terminal stderr ($f): $(head -c 200 "$f")"
+    fi
+done
+# On a terminal: the bar ("[====...] 100% N ops") is drawn on stderr while
+# stdout still carries exactly the one JSON object.
+if command -v script >/dev/null; then
+    rc=0
+    timeout 60 script -qec "$BENCH --endpoints=$URL --json --clients 4 put \
+        --total 400 --key-space-size 50 >$IK_TMP/tty.out" /dev/null \
+        </dev/null >"$IK_TMP/tty.typescript" 2>&1 || rc=$?
+    [[ $rc == 0 ]] || ik_fail "tty run: exit $rc: $(cat "$IK_TMP/tty.typescript")"
+    grep -q '100% 400 ops' "$IK_TMP/tty.typescript" ||
+        ik_fail "no progress bar on a terminal: $(head -c 300 "$IK_TMP/tty.typescript")"
+    check_json "$IK_TMP/tty.out" 400 >/dev/null ||
+        ik_fail "tty run: bad JSON on stdout: $(cat "$IK_TMP/tty.out")"
+    ik_log "progress bar: drawn on a terminal, absent otherwise"
+else
+    ik_log "script(1) missing: progress bar on a terminal not checked"
+fi
 
 # Unusable endpoint: exit 1 with the dial error; bad usage: exit 2.
 read -r -a dead < <(ik_free_ports 1)
