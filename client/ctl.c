@@ -10,7 +10,10 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
+#include <strings.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <wchar.h>
@@ -971,6 +974,18 @@ static int gflag_set(struct ctl *ctl, const struct gflag *gf, const char *val,
             while (l && (v[i][l - 1] == ' ' || v[i][l - 1] == '\t'))
                 v[i][--l] = '\0';
         }
+        if (ctl->g_set & (1ull << (gf - g_flags))) {
+            /* pflag: a string slice given again appends */
+            char **nv = realloc(v, (ctl->g.n_endpoints + n + 1) * sizeof(*nv));
+            if (nv == NULL) {
+                snprintf(err, esz, "out of memory");
+                return -1;
+            }
+            memmove(nv + ctl->g.n_endpoints, nv, n * sizeof(*nv));
+            memcpy(nv, ctl->g.endpoints, ctl->g.n_endpoints * sizeof(*nv));
+            v = nv;
+            n += ctl->g.n_endpoints;
+        }
         ctl->g.endpoints = v;
         ctl->g.n_endpoints = n;
         return 0;
@@ -1297,10 +1312,22 @@ static const char *client_uuid(void)
     return g_uuid;
 }
 
-/* ETCDCTL_<FLAG> for the global flags not given on the command line. */
+static int gflag_index(const char *name)
+{
+    for (size_t k = 0; k < N_GFLAGS; k++)
+        if (strcmp(g_flags[k].name, name) == 0)
+            return (int)k;
+    return -1;
+}
+
+/* ETCDCTL_<FLAG> for the global flags not given on the command line
+ * (once; each one applied is remembered in ctl->g_env). */
 static void apply_env(struct ctl *ctl)
 {
     char key[64], err[256];
+    if (ctl->env_applied)
+        return;
+    ctl->env_applied = true;
     for (size_t k = 0; k < N_GFLAGS; k++) {
         if (ctl->g_set & (1ull << k))
             continue;
@@ -1310,14 +1337,20 @@ static void apply_env(struct ctl *ctl)
         const char *v = getenv(key);
         if (v == NULL || *v == '\0')
             continue;
-        (void)gflag_set(ctl, &g_flags[k], v, err, sizeof(err));
+        if (gflag_set(ctl, &g_flags[k], v, err, sizeof(err)) == 0)
+            ctl->g_env |= 1ull << k;
     }
 }
 
-struct ikclient *ctl_client(struct ctl *ctl)
+bool ctl_global_given(struct ctl *ctl, const char *name)
 {
-    if (ctl->cli)
-        return ctl->cli;
+    int k = gflag_index(name);
+    apply_env(ctl);
+    return k >= 0 && ((ctl->g_set | ctl->g_env) & (1ull << k)) != 0;
+}
+
+int ctl_resolve_write_out(struct ctl *ctl)
+{
     apply_env(ctl);
     const char *w = ctl->g.write_out_name ? ctl->g.write_out_name : "simple";
     if (strcmp(w, "simple") == 0)
@@ -1330,42 +1363,280 @@ struct ikclient *ctl_client(struct ctl *ctl)
         ctl->g.write_out = CTL_OUT_FIELDS;
     else if (strcmp(w, "table") == 0)
         ctl->g.write_out = CTL_OUT_TABLE;
-    else {
-        ctl_fail(ctl, CTL_EXIT_BAD_FEATURE, "unsupported output format");
-        fflush(ctl->out);
-        exit(CTL_EXIT_BAD_FEATURE);
+    else
+        return ctl_fail(ctl, CTL_EXIT_BAD_FEATURE, "unsupported output format");
+    return -1;
+}
+
+static bool has_prefix_ci(const char *s, const char *prefix)
+{
+    return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* etcdctl's checks of --cert/--key/--cacert (keyAndCertFromCmd), then the
+ * refusal of anything that would make etcdctl use TLS: ikadactl (and
+ * ikclient) only speak plain HTTP/2, and silently connecting in clear when
+ * TLS was asked for would be wrong. Returns -1 or the exit code. */
+static int check_tls(struct ctl *ctl)
+{
+    static const char *const names[] = {"cert", "key", "cacert"};
+    const char *vals[] = {ctl->g.cert, ctl->g.key, ctl->g.cacert};
+    bool tls = false;
+    const char *why = NULL;
+    for (size_t i = 0; i < 3; i++) {
+        bool given =
+            (ctl->g_set | ctl->g_env) & (1ull << gflag_index(names[i]));
+        if (given && (vals[i] == NULL || *vals[i] == '\0'))
+            return ctl_fail(ctl, CTL_EXIT_BAD_ARGS,
+                            "empty string is passed to --%s option", names[i]);
     }
-    struct ikclient_config cfg = {0};
-    cfg.endpoints = (const char *const *)ctl->g.endpoints;
-    cfg.n_endpoints = ctl->g.n_endpoints;
-    cfg.dial_timeout_ms = ctl->g.dial_timeout_ms;
-    cfg.request_timeout_ms = ctl->g.command_timeout_ms;
-    cfg.user_agent = "etcdctl";
-    char user[256] = "";
-    if (ctl->g.user && *ctl->g.user) {
-        const char *pw = ctl->g.password;
-        if (pw == NULL || *pw == '\0') {
-            const char *c = strchr(ctl->g.user, ':');
-            if (c) {
-                snprintf(user, sizeof(user), "%.*s", (int)(c - ctl->g.user),
-                         ctl->g.user);
-                pw = c + 1;
-            } else {
-                snprintf(user, sizeof(user), "%s", ctl->g.user);
-                pw = "";
-            }
-        } else {
-            snprintf(user, sizeof(user), "%s", ctl->g.user);
+    for (size_t i = 0; i < 3 && !tls; i++)
+        if (vals[i] && *vals[i]) {
+            tls = true;
+            why = names[i];
         }
-        cfg.user = user;
-        cfg.password = pw;
+    if (!tls && !ctl->g.insecure_transport) {
+        tls = true;
+        why = "insecure-transport=false";
     }
+    if (!tls && !ctl->g.insecure_discovery && ctl->g.discovery_srv &&
+        *ctl->g.discovery_srv) {
+        tls = true;
+        why = "discovery-srv";
+    }
+    for (size_t i = 0; i < ctl->g.n_endpoints && !tls; i++)
+        if (has_prefix_ci(ctl->g.endpoints[i], "https://") ||
+            has_prefix_ci(ctl->g.endpoints[i], "unixs://")) {
+            tls = true;
+            why = NULL;
+        }
+    if (!tls)
+        return -1;
+    if (why)
+        return ctl_fail(ctl, CTL_EXIT_BAD_FEATURE,
+                        "TLS is not supported by ikadactl (--%s given); use "
+                        "a plain http:// endpoint",
+                        why);
+    return ctl_fail(ctl, CTL_EXIT_BAD_FEATURE,
+                    "TLS is not supported by ikadactl (https:// endpoint "
+                    "given); use a plain http:// endpoint");
+}
+
+/* Runs /bin/stty with @arg on our stdin/stdout/stderr, as etcdctl's
+ * password prompt (speakeasy) does; 0 or an errno from the spawn. */
+static int run_stty(const char *arg)
+{
+    pid_t pid;
+    char *argv[] = {(char *)"stty", (char *)arg, NULL};
+    extern char **environ;
+    int rc = posix_spawn(&pid, "/bin/stty", NULL, NULL, argv, environ);
+    if (rc != 0)
+        return rc;
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return 0;
+}
+
+/* etcdctl's "Password: " prompt (speakeasy.Ask): prompt on stdout, echo
+ * off, one line read from stdin byte by byte, spaces trimmed, newline on
+ * stdout. Returns -1 with *out malloc'ed, or the exit code. */
+static int ask_password(struct ctl *ctl, char **out)
+{
+    fputs("Password: ", ctl->out);
+    fflush(ctl->out);
+    int rc = run_stty("-echo");
+    if (rc != 0) {
+        char m[256];
+        snprintf(m, sizeof(m), "%s", strerror(rc));
+        m[0] = (char)tolower((unsigned char)m[0]);
+        fputc('\n', ctl->out);
+        return ctl_fail(ctl, CTL_EXIT_ERROR,
+                        "failed turning off console echo for password "
+                        "entry:\n\tfork/exec /bin/stty: %s",
+                        m);
+    }
+    struct sbuf b = {0};
+    int rerr = 0;
+    for (;;) {
+        char ch;
+        ssize_t n = read(0, &ch, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rerr = errno;
+            break;
+        }
+        if (n == 0 || ch == '\n')
+            break;
+        sb_putc(&b, ch);
+    }
+    run_stty("echo");
+    fputc('\n', ctl->out);
+    fflush(ctl->out);
+    if (rerr) {
+        free(b.p);
+        char m[256];
+        snprintf(m, sizeof(m), "%s", strerror(rerr));
+        m[0] = (char)tolower((unsigned char)m[0]);
+        return ctl_fail(ctl, CTL_EXIT_ERROR,
+                        "failed during password entry: read /dev/stdin: %s", m);
+    }
+    char *p = sb_take(&b);
+    size_t len = strlen(p);
+    while (len && isspace((unsigned char)p[len - 1]))
+        p[--len] = '\0';
+    size_t lead = 0;
+    while (p[lead] && isspace((unsigned char)p[lead]))
+        lead++;
+    memmove(p, p + lead, len - lead + 1);
+    *out = p;
+    return -1;
+}
+
+/* etcdctl's authCfgFromCmd: --user name[:password] / --password, or the
+ * prompt. Resolved once into ctl->auth_user / ctl->auth_password. */
+static int resolve_auth(struct ctl *ctl)
+{
+    if (ctl->auth_resolved)
+        return -1;
+    ctl->auth_resolved = true;
+    const char *u = ctl->g.user ? ctl->g.user : "";
+    const char *pw = ctl->g.password ? ctl->g.password : "";
+    if (*u == '\0')
+        return -1;
+    if (*pw != '\0') {
+        ctl->auth_user = strdup(u);
+        ctl->auth_password = strdup(pw);
+        return -1;
+    }
+    const char *colon = strchr(u, ':');
+    if (colon) {
+        ctl->auth_user = strndup(u, (size_t)(colon - u));
+        ctl->auth_password = strdup(colon + 1);
+        return -1;
+    }
+    ctl->auth_user = strdup(u);
+    return ask_password(ctl, &ctl->auth_password);
+}
+
+int ctl_prepare(struct ctl *ctl)
+{
+    int rc;
+    if (ctl->prepared)
+        return -1;
+    apply_env(ctl);
+    if ((rc = check_tls(ctl)) >= 0)
+        return rc;
+    if ((rc = resolve_auth(ctl)) >= 0)
+        return rc;
+    if ((rc = ctl_resolve_write_out(ctl)) >= 0)
+        return rc;
+    ctl->prepared = true;
+    return -1;
+}
+
+void ctl_client_config(struct ctl *ctl, struct ikclient_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->endpoints = (const char *const *)ctl->g.endpoints;
+    cfg->n_endpoints = ctl->g.n_endpoints;
+    cfg->dial_timeout_ms = ctl->g.dial_timeout_ms;
+    cfg->request_timeout_ms = ctl->g.command_timeout_ms;
+    cfg->user_agent = "etcdctl";
+    /* clientv3 authenticates only when both are non-empty */
+    if (ctl->auth_user && *ctl->auth_user && ctl->auth_password &&
+        *ctl->auth_password) {
+        cfg->user = ctl->auth_user;
+        cfg->password = ctl->auth_password;
+    }
+}
+
+/* The host part clientv3 puts in its target for endpoint @ep. */
+static void endpoint_host(const char *ep, char *buf, size_t size)
+{
+    const char *p = strstr(ep, "://");
+    p = p ? p + 3 : ep;
+    size_t l = strcspn(p, "/");
+    snprintf(buf, size, "%.*s", (int)l, p);
+}
+
+char *ctl_client_auth(struct ctl *ctl, struct ikclient *c)
+{
+    struct ikclient_config cfg;
+    ctl_client_config(ctl, &cfg);
+    if (cfg.user == NULL)
+        return NULL;
+    uint64_t dial = ctl->g.dial_timeout_ms ? ctl->g.dial_timeout_ms : 2000;
+    uint64_t deadline = uv_hrtime() / 1000000u + dial;
+    struct ikclient_status st = {0};
+    int rc = IK_EGRPC;
+    st.code = 4;
+    snprintf(st.message, sizeof(st.message), "context deadline exceeded");
+    /* clientv3's getToken: each endpoint in turn, within one dial
+     * timeout; "authentication is not enabled" means go on without. */
+    for (size_t i = 0; i < ikclient_endpoint_count(c); i++) {
+        uint64_t now = uv_hrtime() / 1000000u;
+        if (now >= deadline)
+            break;
+        rc = ikclient_authenticate(c, deadline - now, &st);
+        if (rc == 0)
+            break;
+        if (rc != IK_EGRPC)
+            break;
+        ctl_print_grpc_warn_ep(ctl, &st, ikclient_endpoint(c, i));
+        if (strcmp(st.message, "etcdserver: authentication is not enabled") ==
+            0) {
+            rc = 0;
+            break;
+        }
+    }
+    if (rc == 0)
+        return NULL;
+    char *e =
+        strdup(rc == IK_EGRPC ? ctl_go_error_string(&st) : ik_strerror(rc));
+    return e ? e : strdup("out of memory");
+}
+
+void ctl_stream_auth(struct ctl *ctl, struct ikclient *c, unsigned kind)
+{
+    if (c == NULL || (ctl->streams_opened & kind))
+        return;
+    ctl->streams_opened |= kind;
+    free(ctl_client_auth(ctl, c));
+}
+
+int ctl_authenticate(struct ctl *ctl, struct ikclient *c)
+{
+    char *e = ctl_client_auth(ctl, c);
+    if (e == NULL)
+        return -1;
+    ctl_fail(ctl, CTL_EXIT_BAD_CONNECTION, "%s", e);
+    free(e);
+    return CTL_EXIT_BAD_CONNECTION;
+}
+
+struct ikclient *ctl_client(struct ctl *ctl)
+{
+    if (ctl->cli)
+        return ctl->cli;
+    int prc = ctl_prepare(ctl);
+    if (prc >= 0) {
+        fflush(ctl->out);
+        exit(prc);
+    }
+    struct ikclient_config cfg;
+    ctl_client_config(ctl, &cfg);
     char errmsg[512] = "";
     struct ikclient *c = NULL;
     int rc = ikclient_new(&cfg, &c, errmsg, sizeof(errmsg));
     if (rc != 0) {
         ctl_fail(ctl, CTL_EXIT_BAD_CONNECTION, "%s",
                  errmsg[0] ? errmsg : ik_strerror(rc));
+        return NULL;
+    }
+    if (ctl_authenticate(ctl, c) >= 0) {
+        ikclient_free(c);
         return NULL;
     }
     ctl->cli = c;
@@ -1443,6 +1714,13 @@ const char *ctl_go_error_string(const struct ikclient_status *st)
 
 void ctl_print_grpc_warn(struct ctl *ctl, const struct ikclient_status *st)
 {
+    ctl_print_grpc_warn_ep(ctl, st,
+                           ctl->g.n_endpoints ? ctl->g.endpoints[0] : "");
+}
+
+void ctl_print_grpc_warn_ep(struct ctl *ctl, const struct ikclient_status *st,
+                            const char *ep)
+{
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;
@@ -1452,7 +1730,11 @@ void ctl_print_grpc_warn(struct ctl *ctl, const struct ikclient_status *st)
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
              tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
     struct ikclient_status s = *st;
-    if (s.code == 14 && !is_etcd_error(s.message)) {
+    if (s.unreachable && s.code == 4) {
+        /* grpc-go's balancer: no connection was ever ready */
+        snprintf(s.message, sizeof(s.message),
+                 "latest balancer error: all SubConns are in TransientFailure");
+    } else if (s.code == 14 && !is_etcd_error(s.message)) {
         s.code = 4;
         snprintf(s.message, sizeof(s.message),
                  "latest balancer error: all SubConns are in TransientFailure");
@@ -1464,9 +1746,10 @@ void ctl_print_grpc_warn(struct ctl *ctl, const struct ikclient_status *st)
               "retry_interceptor.go:62\",\"msg\":\"retrying of unary invoker "
               "failed\",\"target\":",
               ts);
-    char tgt[600];
-    snprintf(tgt, sizeof(tgt), "endpoint://client-%s/%s", client_uuid(),
-             ctl->g.n_endpoints ? ctl->g.endpoints[0] : "");
+    char tgt[600], host[512] = "";
+    if (ep != NULL)
+        endpoint_host(ep, host, sizeof(host));
+    snprintf(tgt, sizeof(tgt), "endpoint://client-%s/%s", client_uuid(), host);
     json_quote_into(&b, (const uint8_t *)tgt, strlen(tgt));
     sb_puts(&b, ",\"attempt\":0,\"error\":");
     json_quote_into(&b, (const uint8_t *)e, strlen(e));

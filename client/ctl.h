@@ -79,6 +79,16 @@ struct ctl {
     /* Added: which global flags were given on the command line (bit i:
      * entry i of ctl.c's global flag table), for ETCDCTL_* env vars. */
     uint64_t g_set;
+    /* Added: which global flags were set by ETCDCTL_* (same bits), and
+     * whether the environment was applied (ctl_prepare()). */
+    uint64_t g_env;
+    bool env_applied;
+    /* Added: the credentials resolved from --user/--password or the
+     * password prompt (ctl_prepare(); malloc'ed, NULL without --user). */
+    bool auth_resolved, prepared;
+    char *auth_user, *auth_password;
+    /* Added: the kinds of streams already opened (ctl_stream_auth()). */
+    unsigned streams_opened;
 };
 
 /* Kinds of flag values. */
@@ -129,6 +139,59 @@ int ctl_parse_flags(struct ctl *ctl, int argc, char **argv,
  * client).
  */
 struct ikclient *ctl_client(struct ctl *ctl);
+
+/*
+ * What etcdctl does with its global flags before it makes a client
+ * (clientConfigFromCmd + newClientCfg), in its order: ETCDCTL_* applied,
+ * --cert/--key/--cacert given as "" refused (exit CTL_EXIT_BAD_ARGS), TLS
+ * refused (https:// or unixs:// endpoint, --cert/--key/--cacert,
+ * --insecure-transport=false, --discovery-srv without
+ * --insecure-discovery: "Error: TLS is not supported by ikadactl ...",
+ * CTL_EXIT_BAD_FEATURE; ikclient has no TLS), the credentials resolved
+ * (--password, else "name:password" in --user, else etcdctl's "Password: "
+ * prompt on stdout reading one line of stdin with echo off), -w checked.
+ * Returns -1 when the command may go on, else the exit code (the error is
+ * printed). Idempotent. ctl_client() calls it first.
+ */
+int ctl_prepare(struct ctl *ctl);
+
+/* An ikclient config for ctl->g and the resolved credentials (user set
+ * only when both name and password are non-empty, as clientv3); pointers
+ * into ctl, valid while it lives. Call ctl_prepare() first. */
+void ctl_client_config(struct ctl *ctl, struct ikclient_config *cfg);
+
+/*
+ * clientv3.New's authentication for a client made with ctl_client_config():
+ * when credentials are set, Authenticate on each endpoint in turn within
+ * one --dial-timeout, a retry warning line for each failure, "not enabled"
+ * accepted (go on without a token). Returns -1 on success (or nothing to
+ * do), else prints "Error: ..." and returns CTL_EXIT_BAD_CONNECTION.
+ */
+int ctl_authenticate(struct ctl *ctl, struct ikclient *c);
+/* The same without the "Error:" line: NULL on success, else the error text
+ * (malloc'ed, caller frees); for commands that report per endpoint. */
+char *ctl_client_auth(struct ctl *ctl, struct ikclient *c);
+
+/*
+ * clientv3 3.4's stream interceptor authenticates again (getToken) each
+ * time it opens a gRPC stream when credentials are set: a warning line per
+ * failed attempt, e.g. "authentication is not enabled" against a server
+ * without auth. etcdctl's watches share one stream, its keep-alives
+ * another, and a snapshot has its own: call this before the first stream
+ * of kind @kind (CTL_STREAM_*) on client @c; later calls for that kind do
+ * nothing. A failure is ignored here (the stream then fails on its own).
+ */
+enum { CTL_STREAM_WATCH = 1, CTL_STREAM_LEASE = 2, CTL_STREAM_SNAPSHOT = 4 };
+void ctl_stream_auth(struct ctl *ctl, struct ikclient *c, unsigned kind);
+
+/* True when global flag @name ("command-timeout") was given on the command
+ * line or by its ETCDCTL_* variable (applies the environment first). */
+bool ctl_global_given(struct ctl *ctl, const char *name);
+
+/* ctl->g.write_out from -w / ETCDCTL_WRITE_OUT (applies the environment
+ * first); -1, or prints "Error: unsupported output format" and returns
+ * CTL_EXIT_BAD_FEATURE. */
+int ctl_resolve_write_out(struct ctl *ctl);
 
 /*
  * Print a failed call's error as etcdctl does ("Error: " + the gRPC
@@ -192,6 +255,10 @@ int ctl_parse_go_int(const char *s, int base, int64_t *out, char *err,
                      size_t err_size);
 void ctl_print_usage(struct ctl *ctl);
 void ctl_print_grpc_warn(struct ctl *ctl, const struct ikclient_status *st);
+/* The same line for a client whose target is endpoint @ep (e.g.
+ * "http://127.0.0.1:2379"; shown without scheme). */
+void ctl_print_grpc_warn_ep(struct ctl *ctl, const struct ikclient_status *st,
+                            const char *ep);
 const char *ctl_go_error_string(const struct ikclient_status *st);
 
 /*

@@ -353,13 +353,11 @@ static int check_perf(struct ctl *ctl, int argc, char **argv)
     }
     srandom((unsigned)uv_hrtime());
     for (int i = 0; i < pl->clients; i++) {
-        struct ikclient_config cfg = {0};
+        struct ikclient_config cfg;
         char err[256] = "";
-        cfg.endpoints = (const char *const *)ctl->g.endpoints;
-        cfg.n_endpoints = ctl->g.n_endpoints;
-        cfg.dial_timeout_ms = ctl->g.dial_timeout_ms;
-        cfg.request_timeout_ms = ctl->g.command_timeout_ms;
-        cfg.user_agent = "etcdctl";
+        /* ctl_client() above resolved the credentials: each client
+         * authenticates before its first request */
+        ctl_client_config(ctl, &cfg);
         cfg.loop = &p->loop;
         if (ikclient_new(&cfg, &p->cl[i], err, sizeof err) != 0) {
             rc = ctl_fail(ctl, CTL_EXIT_BAD_CONNECTION, "%s", err);

@@ -543,29 +543,14 @@ static struct ikclient *client_for(struct ctl *ctl, char *const *eps, size_t n,
                                    uv_loop_t *loop, char *errmsg,
                                    size_t errsize)
 {
-    struct ikclient_config cfg = {0};
+    struct ikclient_config cfg;
     struct ikclient *c = NULL;
+    /* the credentials as ctl_prepare() resolved them */
+    ctl_client_config(ctl, &cfg);
     cfg.endpoints = (const char *const *)eps;
     cfg.n_endpoints = n;
-    cfg.dial_timeout_ms = ctl->g.dial_timeout_ms;
     cfg.request_timeout_ms = cmd_timeout(ctl);
-    cfg.user_agent = "etcdctl";
     cfg.loop = loop;
-    /* --user name[:password], as ctl_client() reads it */
-    char user[256] = "";
-    if (ctl->g.user && *ctl->g.user) {
-        const char *pw = ctl->g.password;
-        const char *colon = strchr(ctl->g.user, ':');
-        if ((pw == NULL || *pw == '\0') && colon) {
-            snprintf(user, sizeof user, "%.*s", (int)(colon - ctl->g.user),
-                     ctl->g.user);
-            pw = colon + 1;
-        } else {
-            snprintf(user, sizeof user, "%s", ctl->g.user);
-        }
-        cfg.user = user;
-        cfg.password = pw ? pw : "";
-    }
     if (ikclient_new(&cfg, &c, errmsg, errsize) != 0)
         return NULL;
     return c;
@@ -1123,6 +1108,10 @@ static struct ikclient *eplist_client(struct ctl *ctl, bool cluster,
         ctl_fail(ctl, CTL_EXIT_BAD_CONNECTION, "%s", err);
         return NULL;
     }
+    if (ctl_authenticate(ctl, c) >= 0) {
+        ikclient_free(c);
+        return NULL;
+    }
     *owned = true;
     return c;
 }
@@ -1163,9 +1152,15 @@ static void health_cb(void *data, int rc, ProtobufCMessage *resp,
         protobuf_c_message_free_unpacked(resp, NULL);
     if (--run->n_pending == 0)
         uv_stop(run->loop);
-    if (rc == 0 ||
-        (rc == IK_EGRPC && st &&
-         strcmp(st->message, "etcdserver: permission denied") == 0)) {
+    if (rc == 0) {
+        h->healthy = true;
+        return;
+    }
+    if (rc == IK_EGRPC && st &&
+        strcmp(st->message, "etcdserver: permission denied") == 0) {
+        /* healthy (the request went through consensus), but the client
+         * logs the failed call */
+        ctl_print_grpc_warn_ep(run->ctl, st, hc->ep);
         h->healthy = true;
         return;
     }
@@ -1193,9 +1188,11 @@ static int endpoint_health(struct ctl *ctl, int argc, char **argv)
     rc = ctl_parse_flags(ctl, argc, argv, flags, &nargs);
     if (rc >= 0)
         return rc;
-    /* applies ETCDCTL_* and -w; dials nothing by itself */
-    if (ctl_client(ctl) == NULL)
-        return CTL_EXIT_BAD_CONNECTION;
+    /* ETCDCTL_*, TLS, credentials and -w; each endpoint gets its own
+     * client below (as etcdctl) */
+    rc = ctl_prepare(ctl);
+    if (rc >= 0)
+        return rc;
     rc = endpoints_from_cluster(ctl, cluster, &l);
     if (rc >= 0) {
         eplist_free(&l);
@@ -1227,6 +1224,14 @@ static int endpoint_health(struct ctl *ctl, int argc, char **argv)
             struct health *h = &run.res[run.n_done++];
             h->ep = l.v[i];
             h->error = strdup(err);
+            continue;
+        }
+        /* clientv3.New authenticates; its failure is this endpoint's */
+        char *aerr = ctl_client_auth(ctl, cl[i]);
+        if (aerr != NULL) {
+            struct health *h = &run.res[run.n_done++];
+            h->ep = l.v[i];
+            h->error = aerr;
             continue;
         }
         calls[i].start_ns = uv_hrtime();

@@ -1171,6 +1171,9 @@ struct watch_state {
     int n_exec;
     int exit_code; /* -1 while running */
     int active;
+    /* the running watches (for "progress" in watch -i) */
+    struct ikclient_watch **ws;
+    size_t n_ws, cap_ws;
 };
 
 static const char *event_type(int t)
@@ -1311,12 +1314,16 @@ static void watch_cb(struct ikclient_watch *w, void *data,
                      const Etcdserverpb__WatchResponse *resp, bool done,
                      const struct ikclient_status *st)
 {
-    (void)w;
     (void)st;
     struct watch_state *ws = data;
     if (resp && !(resp->created && resp->n_events == 0 && !resp->canceled))
         watch_print(ws, resp);
     if (done) {
+        for (size_t i = 0; i < ws->n_ws; i++)
+            if (ws->ws[i] == w) {
+                ws->ws[i] = ws->ws[--ws->n_ws];
+                break;
+            }
         ws->active--;
         if (ws->active <= 0)
             ikclient_break(ws->ctl->cli);
@@ -1360,10 +1367,22 @@ static int start_watch(struct ctl *ctl, struct watch_state *ws, int n,
     }
     req.prev_kv = o->prev_kv;
     struct ikclient_watch *w = NULL;
+    if (ws->n_ws == ws->cap_ws) {
+        size_t ncap = ws->cap_ws ? ws->cap_ws * 2 : 8;
+        struct ikclient_watch **nv = realloc(ws->ws, ncap * sizeof(*nv));
+        if (nv == NULL) {
+            snprintf(err, esz, "out of memory");
+            return CTL_EXIT_ERROR;
+        }
+        ws->ws = nv;
+        ws->cap_ws = ncap;
+    }
+    ctl_stream_auth(ctl, ctl->cli, CTL_STREAM_WATCH);
     if (ikclient_watch(ctl->cli, &req, watch_cb, ws, &w) != 0) {
         snprintf(err, esz, "out of memory");
         return CTL_EXIT_ERROR;
     }
+    ws->ws[ws->n_ws++] = w;
     ws->active++;
     return -1;
 }
@@ -1486,7 +1505,14 @@ static int watch_interactive(struct ctl *ctl, struct watch_state *ws,
             if (rc >= 0)
                 fprintf(ctl->err, "Invalid command %s (%s)\n", l, err);
         } else if (strcmp(args[0], "progress") == 0) {
-            /* progress is requested on every watch stream */
+            /* clientv3's RequestProgress: one request on the watch stream,
+             * whose answer is broadcast to every watcher on it (etcdctl's
+             * watches share one stream); ikclient gives each watch its own
+             * stream, so ask on each: every watcher gets its one "progress
+             * notify" line, as in etcdctl. A watch whose stream is being
+             * re-created is skipped. */
+            for (size_t i = 0; i < ws->n_ws; i++)
+                (void)ikclient_watch_progress(ws->ws[i]);
         } else {
             fprintf(ctl->err, "Invalid command %s (only support watch)\n", l);
         }
@@ -1526,7 +1552,7 @@ static int cmd_watch(struct ctl *ctl, int argc, char **argv)
         free(q);
         return rc;
     }
-    struct watch_state ws = {ctl, NULL, 0, -1, 0};
+    struct watch_state ws = {ctl, NULL, 0, -1, 0, NULL, 0, 0};
     if (o.interactive)
         return watch_interactive(ctl, &ws, env_key, env_range);
     if (sep >= 0 && sep == raw_argc - 1)

@@ -441,6 +441,8 @@ static int lease_keepalive(struct ctl *ctl, int argc, char **argv)
     c = ctl_client(ctl);
     if (c == NULL)
         return CTL_EXIT_BAD_CONNECTION;
+    /* --once and the loop both open a LeaseKeepAlive stream */
+    ctl_stream_auth(ctl, c, CTL_STREAM_LEASE);
     if (once) {
         Etcdserverpb__LeaseKeepAliveResponse *r = NULL;
         rc = ikclient_keepalive_once(c, id, &r, &st);

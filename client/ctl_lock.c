@@ -114,8 +114,41 @@ static int fail_canceled(struct ctl *ctl)
     return ctl_fail(ctl, CTL_EXIT_ERROR, "context canceled");
 }
 
+/* etcd's v3lock/v3election services forward the errors of their internal
+ * client as code Unknown; etcdctl, which runs the lock/election recipe
+ * itself (txns and watches), sees the same error with its own code. */
+static int etcd_error_code(const char *msg)
+{
+    static const struct {
+        const char *msg;
+        int code;
+    } tbl[] = {
+        {"etcdserver: permission denied", 7},
+        {"etcdserver: user name is empty", 3},
+        {"etcdserver: authentication failed, invalid user ID or password", 3},
+        {"etcdserver: invalid auth token", 16},
+        {"etcdserver: revision of auth store is old", 3},
+        {"etcdserver: no leader", 14},
+        {"etcdserver: leader changed", 14},
+        {"etcdserver: request timed out", 14},
+        {"etcdserver: too many requests", 8},
+        {"etcdserver: requested lease not found", 5},
+    };
+    for (size_t i = 0; i < sizeof tbl / sizeof tbl[0]; i++)
+        if (strcmp(msg, tbl[i].msg) == 0)
+            return tbl[i].code;
+    return -1;
+}
+
 static int fail_err(struct ctl *ctl, int rc, const struct ikclient_status *st)
 {
+    struct ikclient_status fixed;
+    if (rc == IK_EGRPC && st != NULL && st->code == 2 &&
+        etcd_error_code(st->message) >= 0) {
+        fixed = *st;
+        fixed.code = etcd_error_code(st->message);
+        st = &fixed;
+    }
     char *msg = ctl_cluster_error_text(ctl, rc, st);
     ctl_fail(ctl, CTL_EXIT_ERROR, "%s", msg ? msg : "out of memory");
     free(msg);
@@ -142,6 +175,7 @@ static int session_start(struct session *s, struct ctl *ctl, int64_t ttl)
         return fail_err(ctl, rc, &st);
     s->lease = r->id;
     protobuf_c_message_free_unpacked(&r->base, NULL);
+    ctl_stream_auth(ctl, s->c, CTL_STREAM_LEASE);
     if (ikclient_keepalive(s->c, s->lease, ka_cb, s, &s->ka) != 0)
         return ctl_fail(ctl, CTL_EXIT_ERROR, "out of memory");
     return -1;
@@ -549,8 +583,14 @@ static int observe(struct ctl *ctl, const char *name)
         req.sort_order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND;
         req.sort_target = ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__CREATE;
         req.limit = 1;
-        if (ikclient_range(s.c, &req, &r, &st) != 0)
-            break; /* the observer's channel closes */
+        int grc = ikclient_range(s.c, &req, &r, &st);
+        if (grc != 0) {
+            /* the client logs the failed Get; the observer's channel
+             * closes */
+            if (grc == IK_EGRPC)
+                ctl_print_grpc_warn(ctl, &st);
+            break;
+        }
         if (r->n_kvs == 0) {
             /* wait for the first key put under the prefix */
             o.want_first_put = true;
@@ -560,6 +600,7 @@ static int observe(struct ctl *ctl, const char *name)
             wr.key = req.key;
             wr.range_end = req.range_end;
             wr.start_revision = r->header ? r->header->revision : 0;
+            ctl_stream_auth(ctl, s.c, CTL_STREAM_WATCH);
             if (ikclient_watch(s.c, &wr, observe_cb, &o, &w) != 0) {
                 protobuf_c_message_free_unpacked(&r->base, NULL);
                 break;
@@ -597,6 +638,7 @@ static int observe(struct ctl *ctl, const char *name)
         wr.start_revision = hdr.revision + 1;
         o.key_deleted = false;
         o.ended = false;
+        ctl_stream_auth(ctl, s.c, CTL_STREAM_WATCH);
         if (ikclient_watch(s.c, &wr, observe_cb, &o, &w) != 0) {
             protobuf_c_message_free_unpacked(&kv->base, NULL);
             break;

@@ -23,10 +23,38 @@
 #include "server/errors.h"
 #include "snapshot/snapfile.h"
 
-/* etcdctl's default --command-timeout: a save is only bounded when the
- * flag was changed (isCommandTimeoutFlagSet). */
-#define DEFAULT_COMMAND_TIMEOUT_MS 5000
 #define SNAPSHOT_PATH "/etcdserverpb.Maintenance/Snapshot"
+/* The stack etcdctl 3.4's zap logger prints with that error (fixed: the
+ * same call path every time). */
+#define SNAPSHOT_STACK                                                        \
+    "go.etcd.io/etcd/clientv3.(*Client).streamClientInterceptor.func1\n"      \
+    "\tgo.etcd.io/etcd/clientv3/retry_interceptor.go:129\n"                   \
+    "google.golang.org/grpc.(*ClientConn).NewStream\n"                        \
+    "\tgoogle.golang.org/grpc/stream.go:148\n"                                \
+    "google.golang.org/grpc.NewClientStream\n"                                \
+    "\tgoogle.golang.org/grpc/stream.go:155\n"                                \
+    "go.etcd.io/etcd/etcdserver/etcdserverpb.(*maintenanceClient).Snapshot\n" \
+    "\tgo.etcd.io/etcd/etcdserver/etcdserverpb/rpc.pb.go:4296\n"              \
+    "go.etcd.io/etcd/clientv3.(*retryMaintenanceClient).Snapshot\n"           \
+    "\tgo.etcd.io/etcd/clientv3/retry.go:214\n"                               \
+    "go.etcd.io/etcd/clientv3.(*maintenance).Snapshot\n"                      \
+    "\tgo.etcd.io/etcd/clientv3/maintenance.go:195\n"                         \
+    "go.etcd.io/etcd/clientv3/snapshot.(*v3Manager).Save\n"                   \
+    "\tgo.etcd.io/etcd/clientv3/snapshot/v3_snapshot.go:123\n"                \
+    "go.etcd.io/etcd/etcdctl/ctlv3/command.snapshotSaveCommandFunc\n"         \
+    "\tgo.etcd.io/etcd/etcdctl/ctlv3/command/snapshot_command.go:113\n"       \
+    "github.com/spf13/cobra.(*Command).execute\n"                             \
+    "\tgithub.com/spf13/cobra/command.go:920\n"                               \
+    "github.com/spf13/cobra.(*Command).ExecuteC\n"                            \
+    "\tgithub.com/spf13/cobra/command.go:1044\n"                              \
+    "github.com/spf13/cobra.(*Command).Execute\n"                             \
+    "\tgithub.com/spf13/cobra/command.go:968\n"                               \
+    "go.etcd.io/etcd/etcdctl/ctlv3.Start\n"                                   \
+    "\tgo.etcd.io/etcd/etcdctl/ctlv3/ctl_nocov.go:26\n"                       \
+    "main.main\n"                                                             \
+    "\tgo.etcd.io/etcd/etcdctl/main.go:35\n"                                  \
+    "runtime.main\n"                                                          \
+    "\truntime/proc.go:250"
 /* grpc-go's reconnect backoff (base 1 s, x1.6, max 120 s). */
 #define BACKOFF_BASE_MS 1000
 #define BACKOFF_MAX_MS 120000
@@ -161,6 +189,7 @@ struct save {
     uint64_t deadline_at;
     uint64_t backoff_ms;
     const char *endpoint; /* as given */
+    char *token;          /* auth token, NULL: none */
     int fd;
     const char *part;
     uint64_t size;
@@ -266,14 +295,16 @@ static void save_start(struct save *s)
     struct grpc_client_conn *conn = grpc_client_uv_conn(&s->client);
     uint64_t left = 0;
     int rv;
+    struct grpc_client_md md[1] = {{"token", s->token}};
 
     if (s->timeout_ms > 0) {
         uint64_t now = mono_ms();
         left = s->deadline_at > now ? s->deadline_at - now : 1;
     }
-    rv = conn == NULL ? IK_ENOMEM
-                      : grpc_client_call_start(conn, SNAPSHOT_PATH, left, NULL,
-                                               0, &cbs, s, &s->call);
+    rv = conn == NULL
+             ? IK_ENOMEM
+             : grpc_client_call_start(conn, SNAPSHOT_PATH, left, md,
+                                      s->token ? 1 : 0, &cbs, s, &s->call);
     if (rv == 0) {
         rv = grpc_client_call_send_proto(s->call, &req.base);
         if (rv == 0) {
@@ -398,11 +429,29 @@ static int save_fetch(struct save *s)
     }
     if (s->status != GRPC_OK) {
         char text[800];
-        char fields[1000] = "";
+        char fields[4000] = "";
         status_text(s->status, s->message, s->expired, text, sizeof text);
+        if (!s->opened && s->expired) {
+            /* no connection before the deadline: clientv3's stream
+             * interceptor logs the failed stream creation */
+            field_str(fields, sizeof fields, "error",
+                      "rpc error: code = DeadlineExceeded desc = latest "
+                      "balancer error: all SubConns are in TransientFailure");
+            field_str(fields, sizeof fields, "stacktrace", SNAPSHOT_STACK);
+            zlog(s->ctl, true, "error", "clientv3/retry_interceptor.go:129",
+                 "streamer failed to create ClientStream", fields);
+            fields[0] = '\0';
+        }
+        if (!s->opened && !s->expired && s->status != GRPC_UNAVAILABLE) {
+            /* a server answered (e.g. an auth error): grpc-go had handed
+             * clientv3 the stream already, so it logged it as opened and
+             * the error came from the first Recv */
+            save_opened(s);
+            s->opened = true;
+        }
         if (s->opened) {
             field_str(fields, sizeof fields, "error", text);
-            zlog(s->ctl, true, "warn", "clientv3/maintenance.go:211",
+            zlog(s->ctl, true, "warn", "clientv3/maintenance.go:210",
                  "failed to receive from snapshot stream; closing", fields);
         }
         return ctl_fail(s->ctl, CTL_EXIT_INTERRUPTED, "%s", text);
@@ -433,10 +482,10 @@ static int snapshot_save(struct ctl *ctl, int argc, char **argv)
                         "snapshot save expects one argument");
     }
     path = argv[0];
-    /* The client applies ETCDCTL_* and checks the endpoints; it is not
-     * used to dial (the stream below has its own connection). */
-    if (ctl_client(ctl) == NULL) {
-        return CTL_EXIT_BAD_CONNECTION;
+    /* mustClientCfgFromCmd: ETCDCTL_*, TLS, credentials, -w; no client */
+    rc = ctl_prepare(ctl);
+    if (rc >= 0) {
+        return rc;
     }
     if (ctl->g.n_endpoints != 1) {
         char list[2000] = "[";
@@ -454,13 +503,35 @@ static int snapshot_save(struct ctl *ctl, int argc, char **argv)
     memset(&s, 0, sizeof s);
     s.ctl = ctl;
     s.endpoint = ctl->g.endpoints[0];
-    s.timeout_ms = ctl->g.command_timeout_ms != DEFAULT_COMMAND_TIMEOUT_MS
+    /* bounded only when --command-timeout / ETCDCTL_COMMAND_TIMEOUT was
+     * given (isCommandTimeoutFlagSet) */
+    s.timeout_ms = ctl_global_given(ctl, "command-timeout")
                        ? ctl->g.command_timeout_ms
                        : 0;
+    /* clientv3.New in Save authenticates; its failure is Save's error */
+    struct ikclient *ac = NULL;
+    {
+        struct ikclient_config cfg;
+        char errmsg[512] = "";
+        ctl_client_config(ctl, &cfg);
+        if (cfg.user != NULL) {
+            if (ikclient_new(&cfg, &ac, errmsg, sizeof errmsg) != 0) {
+                return ctl_fail(ctl, CTL_EXIT_INTERRUPTED, "%s", errmsg);
+            }
+            char *e = ctl_client_auth(ctl, ac);
+            if (e != NULL) {
+                ikclient_free(ac);
+                ctl_fail(ctl, CTL_EXIT_INTERRUPTED, "%s", e);
+                free(e);
+                return CTL_EXIT_INTERRUPTED;
+            }
+        }
+    }
     snprintf(part, sizeof part, "%s.part", path);
     s.part = part;
     s.fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (s.fd < 0) {
+        ikclient_free(ac);
         return ctl_fail(ctl, CTL_EXIT_INTERRUPTED,
                         "could not open %s (open %s: %s)", part, part,
                         go_strerror(errno));
@@ -469,8 +540,20 @@ static int snapshot_save(struct ctl *ctl, int argc, char **argv)
     field_str(fields, sizeof fields, "path", part);
     zlog(ctl, false, "info", "snapshot/v3_snapshot.go:119",
          "created temporary db file", fields);
+    if (ac != NULL) {
+        /* the Snapshot stream authenticates again (clientv3's stream
+         * interceptor); the token it gets is the one sent */
+        ctl_stream_auth(ctl, ac, CTL_STREAM_SNAPSHOT);
+        if (ikclient_token(ac) != NULL) {
+            s.token = strdup(ikclient_token(ac));
+        }
+        ikclient_free(ac);
+        ac = NULL;
+    }
     t0 = uv_hrtime();
     rc = save_fetch(&s);
+    free(s.token);
+    s.token = NULL;
     if (rc == 0 && s.size % 512 != 32) {
         rc = ctl_fail(ctl, CTL_EXIT_INTERRUPTED,
                       "sha256 checksum not found [bytes: %" PRIu64 "]", s.size);
@@ -518,15 +601,13 @@ static int snapshot_save(struct ctl *ctl, int argc, char **argv)
 
 /* ---- snapshot status ---------------------------------------------------- */
 
-/* -w as given (or ETCDCTL_WRITE_OUT when the flag kept its default). */
+/* -w as given on the command line: etcdctl's snapshot status reads the
+ * flag (initDisplayFromCmd) without applying ETCDCTL_* first (only the
+ * commands that make a client do), so ETCDCTL_WRITE_OUT is ignored here,
+ * whatever its value. */
 static const char *output_name(struct ctl *ctl)
 {
     const char *w = ctl->g.write_out_name;
-    const char *env = getenv("ETCDCTL_WRITE_OUT");
-    if ((w == NULL || strcmp(w, "simple") == 0) && env != NULL &&
-        env[0] != '\0') {
-        w = env;
-    }
     return w != NULL ? w : "simple";
 }
 

@@ -104,6 +104,8 @@ struct op {
     bool done;
     bool auth_retried;
     bool got_msg;
+    bool no_auth;     /* the Authenticate call itself: needs no token */
+    bool dial_failed; /* the last attempt could not connect */
     size_t ep;
     unsigned attempts;
     uint64_t deadline;
@@ -139,6 +141,7 @@ struct ikclient_watch {
     unsigned failures;
     bool in_cb;
     bool cancelled;
+    unsigned progress_pending; /* asked while the stream was not up */
 };
 
 struct ikclient_keepalive {
@@ -222,6 +225,7 @@ static void st_set(struct ikclient_status *st, int code, const char *msg)
     }
     st->code = code;
     snprintf(st->message, sizeof(st->message), "%s", msg != NULL ? msg : "");
+    st->unreachable = false;
 }
 
 /* The gRPC status code for an IK_E* code. */
@@ -710,10 +714,30 @@ static void op_free(struct op *op)
     free(op);
 }
 
+/* The op has not reached a connected endpoint: its last attempt failed to
+ * connect, or it is still waiting for a connection (its own, or the one of
+ * the Authenticate call it waits for). */
+static bool op_unreachable(const struct op *op)
+{
+    const struct ikclient *c = op->c;
+    if (op->dial_failed) {
+        return true;
+    }
+    if (op->call != NULL && op->ec != NULL) {
+        return !grpc_client_uv_connected(&op->ec->uv);
+    }
+    if (op->aw.waiting && c->auth_ec != NULL) {
+        return !grpc_client_uv_connected(&c->auth_ec->uv);
+    }
+    return false;
+}
+
 static void op_finish(struct op *op, int rc, int status, const char *msg,
                       ProtobufCMessage *resp)
 {
     struct ikclient *c = op->c;
+    bool unreachable = starts_with(msg, MSG_DIAL_PREFIX) ||
+                       (status == GRPC_DEADLINE_EXCEEDED && op_unreachable(op));
     if (op->call != NULL) {
         grpc_client_call_cancel(op->call);
         op->call = NULL;
@@ -724,6 +748,7 @@ static void op_finish(struct op *op, int rc, int status, const char *msg,
     op->rc = rc;
     op->resp = resp;
     st_set(&op->st, rc == 0 ? GRPC_OK : status, rc == 0 ? "" : msg);
+    op->st.unreachable = rc == IK_EGRPC && unreachable;
     op->done = true;
     if (!op->sync) {
         ikclient_call_cb cb = op->cb;
@@ -745,7 +770,9 @@ static void op_failed(struct op *op, int status, const char *msg, bool unsent)
     if (status == GRPC_UNAVAILABLE && !op->fixed) {
         ep_failed(c, op->ep);
     }
-    if (c->user != NULL && is_token_error(msg) && !op->auth_retried) {
+    op->dial_failed = starts_with(msg, MSG_DIAL_PREFIX);
+    if (c->user != NULL && !op->no_auth && is_token_error(msg) &&
+        !op->auth_retried) {
         op->auth_retried = true;
         auth_invalidate(c);
         tq_arm(c, &op->retry_t, now);
@@ -840,6 +867,7 @@ static void op_send(struct op *op)
     }
     timeout = op->deadline > now ? op->deadline - now : 1;
     op->attempts++;
+    op->dial_failed = false;
     op->got_msg = false;
     if (op->first_msg) {
         static const struct grpc_client_call_cbs cbs = {op_stream_msg,
@@ -882,7 +910,7 @@ static void op_attempt(struct op *op)
     if (!op->fixed) {
         op->ep = c->cur;
     }
-    if (!auth_need(c, op->ep, &op->aw, &rv)) {
+    if (!op->no_auth && !auth_need(c, op->ep, &op->aw, &rv)) {
         if (rv != 0) {
             op_finish(op, rv, grpc_code(rv), ik_strerror(rv), NULL);
         }
@@ -1187,6 +1215,59 @@ int ikclient_call_endpoint(struct ikclient *c, size_t endpoint,
     return op_wait(op, resp, st);
 }
 
+int ikclient_authenticate(struct ikclient *c, uint64_t timeout_ms,
+                          struct ikclient_status *st)
+{
+    Etcdserverpb__AuthenticateRequest req =
+        ETCDSERVERPB__AUTHENTICATE_REQUEST__INIT;
+    ProtobufCMessage *m = NULL;
+    struct op *op;
+    int rv;
+
+    if (c->user == NULL) {
+        return 0;
+    }
+    if (c->auth == AUTH_BUSY) {
+        st_set(st, GRPC_FAILED_PRECONDITION, "authentication in progress");
+        return IK_EINVAL;
+    }
+    req.name = c->user;
+    req.password = c->password;
+    op = op_new(c, "/etcdserverpb.Auth/Authenticate", &req.base,
+                &etcdserverpb__authenticate_response__descriptor, timeout_ms);
+    if (op == NULL) {
+        st_set(st, GRPC_RESOURCE_EXHAUSTED, ik_strerror(IK_ENOMEM));
+        return IK_ENOMEM;
+    }
+    op->no_auth = true;
+    op->idempotent = true; /* clientv3 waits for a ready endpoint */
+    rv = op_wait(op, &m, st);
+    if (rv == 0) {
+        Etcdserverpb__AuthenticateResponse *r =
+            (Etcdserverpb__AuthenticateResponse *)m;
+        char *tok = xstrdup(r->token != NULL ? r->token : "");
+        protobuf_c_message_free_unpacked(m, NULL);
+        if (tok == NULL) {
+            st_set(st, GRPC_RESOURCE_EXHAUSTED, ik_strerror(IK_ENOMEM));
+            return IK_ENOMEM;
+        }
+        free(c->token);
+        c->token = tok;
+        c->auth = AUTH_DONE;
+    } else if (rv == IK_EGRPC && st != NULL &&
+               strcmp(st->message, MSG_AUTH_NOT_ENABLED) == 0) {
+        free(c->token);
+        c->token = NULL;
+        c->auth = AUTH_DONE; /* go on without a token */
+    }
+    return rv;
+}
+
+const char *ikclient_token(const struct ikclient *c)
+{
+    return c->token;
+}
+
 #define TYPED(fn, path, rq, rs, desc)                                     \
     int fn(struct ikclient *c, const rq *req, rs **resp,                  \
            struct ikclient_status *st)                                    \
@@ -1403,9 +1484,13 @@ static void watch_on_message(struct grpc_client_call *call, const uint8_t *d,
         } else if (orig > 0 && !r->canceled) {
             deliver = false;
         }
-    } else if (!r->canceled && r->header != NULL &&
+    } else if (!r->canceled && r->header != NULL && r->watch_id != -1 &&
                r->header->revision + 1 > w->next_rev) {
-        /* progress notification: everything up to it was delivered */
+        /* progress notification of this watcher (etcd sends those only
+         * to synced watchers): everything up to it was delivered. A
+         * requested one (ikclient_watch_progress) has watch ID -1: etcd
+         * 3.4 answers it at the store's revision even while this watcher
+         * is still catching up, so it says nothing about delivery. */
         if (w->next_rev > 0 || w->req->start_revision <= r->header->revision) {
             w->next_rev = r->header->revision + 1;
         }
@@ -1495,6 +1580,17 @@ static void watch_send_create(struct ikclient_watch *w, int *rv)
     w->req->start_revision = orig;
 }
 
+static int watch_send_progress(struct ikclient_watch *w)
+{
+    Etcdserverpb__WatchRequest wr = ETCDSERVERPB__WATCH_REQUEST__INIT;
+    Etcdserverpb__WatchProgressRequest pr =
+        ETCDSERVERPB__WATCH_PROGRESS_REQUEST__INIT;
+    wr.request_union_case =
+        ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST;
+    wr.progress_request = &pr;
+    return grpc_client_call_send_proto(w->call, &wr.base);
+}
+
 static void watch_start(struct ikclient_watch *w)
 {
     static const struct grpc_client_call_cbs cbs = {watch_on_message,
@@ -1524,6 +1620,12 @@ static void watch_start(struct ikclient_watch *w)
                                 &cbs, w, &w->call);
     if (rv == 0) {
         watch_send_create(w, &rv);
+        while (rv == 0 && w->progress_pending > 0) {
+            rv = watch_send_progress(w);
+            if (rv == 0) {
+                w->progress_pending--;
+            }
+        }
         if (rv != 0) {
             grpc_client_call_cancel(w->call);
             w->call = NULL;
@@ -1587,16 +1689,13 @@ int ikclient_watch(struct ikclient *c,
 
 int ikclient_watch_progress(struct ikclient_watch *w)
 {
-    Etcdserverpb__WatchRequest wr = ETCDSERVERPB__WATCH_REQUEST__INIT;
-    Etcdserverpb__WatchProgressRequest pr =
-        ETCDSERVERPB__WATCH_PROGRESS_REQUEST__INIT;
     if (w->call == NULL) {
-        return IK_EUNAVAILABLE;
+        /* the stream is not up yet (or being re-created): ask right after
+         * its create request, as clientv3 queues it on its stream */
+        w->progress_pending++;
+        return 0;
     }
-    wr.request_union_case =
-        ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST;
-    wr.progress_request = &pr;
-    return grpc_client_call_send_proto(w->call, &wr.base);
+    return watch_send_progress(w);
 }
 
 void ikclient_watch_cancel(struct ikclient_watch *w)

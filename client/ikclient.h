@@ -121,6 +121,13 @@ struct ikclient_config {
 struct ikclient_status {
     int code;          /* gRPC status code (enum grpc_status); 0 = OK */
     char message[512]; /* grpc-message, "" when none; truncated to fit */
+    /* Unary calls: true when the call never reached a connected endpoint,
+     * i.e. its last attempt failed to connect (dial refused or timed out)
+     * or it was still waiting for a connection when its deadline passed
+     * (grpc-go then reports "all SubConns are in TransientFailure").
+     * False for calls that were sent and not answered in time, and for
+     * watch and keep-alive outcomes. */
+    bool unreachable;
 };
 
 /* Flags for ikclient_call(). */
@@ -173,6 +180,29 @@ int ikclient_call_endpoint(struct ikclient *c, size_t endpoint,
                            const ProtobufCMessageDescriptor *resp_desc,
                            uint64_t timeout_ms, ProtobufCMessage **resp,
                            struct ikclient_status *st);
+
+/*
+ * Authenticate now with the config's user and password instead of before
+ * the first call (what clientv3.New does when both are non-empty): one
+ * Auth.Authenticate sent like an idempotent call (failover and retries
+ * until @timeout_ms; 0: the request timeout). On success the token is kept
+ * and sent with every later call. Returns 0 (also when the config has no
+ * user: nothing is sent), IK_EGRPC with *st (the server's answer, e.g.
+ * INVALID_ARGUMENT "etcdserver: authentication failed, invalid user ID or
+ * password", or DEADLINE_EXCEEDED with st->unreachable), IK_ENOMEM, or
+ * IK_EINVAL while a lazy authentication is in flight. When the server
+ * answers FAILED_PRECONDITION "etcdserver: authentication is not enabled"
+ * that answer is returned (IK_EGRPC) and the client goes on without a
+ * token, as clientv3 does; after any other failure the next call tries
+ * to authenticate again.
+ */
+int ikclient_authenticate(struct ikclient *c, uint64_t timeout_ms,
+                          struct ikclient_status *st);
+
+/* The auth token the client holds (sent as "token" metadata), NULL when
+ * none; valid until the next call on @c. For callers that open their own
+ * gRPC streams to the same server. */
+const char *ikclient_token(const struct ikclient *c);
 
 /* Typed synchronous wrappers (flags chosen per method as described at the
  * top; same returns as ikclient_call). */
@@ -244,8 +274,10 @@ int ikclient_watch(struct ikclient *c,
                    ikclient_watch_cb cb, void *data,
                    struct ikclient_watch **out);
 /* Ask the server for a progress notification on this watch's stream
- * (delivered to the callback like any response). Returns 0, IK_ENOMEM, or
- * IK_EUNAVAILABLE while the stream is being re-created. */
+ * (delivered to the callback like any response). While the stream is not
+ * up yet (just created, or being re-created) the request is kept and sent
+ * right after the stream's create request (each ask is sent).
+ * Returns 0, IK_ENOMEM or IK_EIO (the stream could not take it). */
 int ikclient_watch_progress(struct ikclient_watch *w);
 /* Cancel: no callback fires afterwards; the pointer is invalid. */
 void ikclient_watch_cancel(struct ikclient_watch *w);

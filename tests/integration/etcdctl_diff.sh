@@ -717,6 +717,9 @@ sc_cli() {
     c -w=json get cli/a
     c -wjson get cli/a
     c get cli/a --limit 1
+    # a repeated --endpoints appends (pflag string slice): the server, then
+    # a port nothing listens on; the call goes to the server
+    c --endpoints=127.0.0.1:1 get cli/a
     c ge cli/a
     c version
     c help get

@@ -17,7 +17,8 @@ Normalised (and nothing else):
   - endpoint status: version, db sizes, raft index, raft applied index, term
   - endpoint health: "took" durations
   - lease TTLs counting down from --lease-ttl (only within 10 s of it)
-  - client log lines on stderr: timestamps, client UUIDs
+  - client log lines on stderr: timestamps, client UUIDs, the durations
+    and sizes of snapshot save's log lines
   - Go panic stack traces (first line kept)
   - the keys attached to a lease are sorted (etcd lists them in map order)
   - tables are re-rendered with single spaces (column widths follow the
@@ -265,6 +266,12 @@ FIELD_RULES = [
     (re.compile(r'"Took" : [0-9.]+[a-zµ]+'), '"Took" : <DUR>'),
     # client-side log lines
     (re.compile(r'"ts":"[^"]*"'), '"ts":"<TS>"'),
+    # zap's production logger (snapshot save): epoch seconds, durations in
+    # seconds, humanized sizes
+    (re.compile(r'"ts":[0-9][0-9.e+-]*'), '"ts":<TS>'),
+    (re.compile(r'"took":[0-9][0-9.e+-]*'), '"took":<DUR>'),
+    (re.compile(r'("msg":"fetched snapshot",.*"size":)"[^"]*"'),
+     r'\1"<SIZE>"'),
     (re.compile(r"client-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
                 r"[0-9a-f]{12}"), "client-<UUID>"),
     (re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?Z? ", re.M),

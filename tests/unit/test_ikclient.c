@@ -143,6 +143,9 @@ struct fsrv {
     struct grpc_call *held[MAX_HELD];
     int n_held;
     char last_token[64];
+    /* progress requests seen; an event to send after the first answer */
+    int progress_reqs;
+    int64_t event_after_progress;
 };
 
 static struct fsrv *call_srv(struct grpc_call *call)
@@ -295,6 +298,21 @@ static void watch_msg(struct grpc_call *call, const uint8_t *d, size_t n)
         }
         if (f->watch_kill_after) {
             fsrv_kill_soon(f);
+        }
+    } else if (req->request_union_case ==
+               ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST) {
+        /* as etcd 3.4: watch ID -1, the store's revision, even for a
+         * watcher that is still catching up */
+        Etcdserverpb__WatchResponse resp = ETCDSERVERPB__WATCH_RESPONSE__INIT;
+        Etcdserverpb__ResponseHeader hdr = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+        f->progress_reqs++;
+        hdr.revision = f->header_rev;
+        resp.header = &hdr;
+        resp.watch_id = -1;
+        assert_int_equal(grpc_call_send_proto(call, &resp.base), 0);
+        if (f->event_after_progress > 0) {
+            send_watch_resp(call, f, false, f->event_after_progress);
+            f->event_after_progress = 0;
         }
     }
     etcdserverpb__watch_request__free_unpacked(req, NULL);
@@ -541,7 +559,7 @@ static void test_endpoints(void **state)
 
 static void test_strstatus(void **state)
 {
-    struct ikclient_status st = {14, "etcdserver: no leader"};
+    struct ikclient_status st = {14, "etcdserver: no leader", false};
     char buf[128];
     (void)state;
     assert_string_equal(ikclient_strstatus(&st, buf, sizeof(buf)),
@@ -683,6 +701,7 @@ static void test_deadline(void **state)
     assert_null(resp);
     assert_int_equal(st.code, GRPC_DEADLINE_EXCEEDED);
     assert_string_equal(st.message, "context deadline exceeded");
+    assert_false(st.unreachable); /* sent, not answered */
     assert_true(el >= 290 && el < 1500);
     fx_free(t);
 }
@@ -702,6 +721,7 @@ static void test_all_down_deadline(void **state)
                   (unsigned long)el);
     assert_int_equal(st.code, GRPC_DEADLINE_EXCEEDED);
     assert_string_equal(st.message, "context deadline exceeded");
+    assert_true(st.unreachable); /* never connected */
     assert_true(el >= 290 && el < 1500);
     fx_free(t);
 }
@@ -763,6 +783,7 @@ struct wstate {
     bool cancel_at_stop;
     int64_t compact_rev;
     char reason[512];
+    int progress; /* progress notifications delivered */
 };
 
 static void wcb(struct ikclient_watch *w, void *data,
@@ -784,6 +805,9 @@ static void wcb(struct ikclient_watch *w, void *data,
     }
     if (resp->created) {
         s->created++;
+    }
+    if (!resp->created && !resp->canceled && resp->n_events == 0) {
+        s->progress++;
     }
     for (i = 0; i < resp->n_events; i++) {
         assert_true(s->n_revs < 16);
@@ -1156,6 +1180,104 @@ static void test_auth(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ikclient_authenticate(): eager Authenticate, its token on later calls;
+ * a wrong password is the server's answer; an endpoint that refuses is
+ * skipped; no endpoint at all ends in an unreachable deadline. */
+static void test_authenticate_now(void **state)
+{
+    struct fx *t = fx_new(1, true, 3000);
+    struct ikclient_config cfg;
+    struct ikclient *c;
+    const char *eps[2] = {t->eps[0], t->eps[1]};
+    char err[256];
+    Etcdserverpb__RangeResponse *resp;
+    struct ikclient_status st;
+    (void)state;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.endpoints = eps;
+    cfg.n_endpoints = 2; /* the refusing one first */
+    cfg.loop = &t->loop;
+    cfg.dial_timeout_ms = 500;
+    /* no user: nothing to do */
+    assert_int_equal(ikclient_authenticate(t->c, 1000, &st), 0);
+    assert_null(ikclient_token(t->c));
+
+    cfg.user = "root";
+    cfg.password = "pw";
+    assert_int_equal(ikclient_new(&cfg, &c, err, sizeof(err)), 0);
+    assert_int_equal(ikclient_authenticate(c, 2000, &st), 0);
+    assert_non_null(ikclient_token(c));
+    assert_string_equal(ikclient_token(c), "tok.123");
+    assert_int_equal(do_range(c, &resp, &st), 0);
+    protobuf_c_message_free_unpacked(&resp->base, NULL);
+    assert_string_equal(t->srv[0].last_token, "tok.123");
+    ikclient_free(c);
+
+    cfg.password = "bad";
+    assert_int_equal(ikclient_new(&cfg, &c, err, sizeof(err)), 0);
+    assert_int_equal(ikclient_authenticate(c, 2000, &st), IK_EGRPC);
+    assert_int_equal(st.code, GRPC_INVALID_ARGUMENT);
+    assert_string_equal(
+        st.message,
+        "etcdserver: authentication failed, invalid user ID or password");
+    assert_false(st.unreachable);
+    assert_null(ikclient_token(c));
+    ikclient_free(c);
+
+    cfg.n_endpoints = 1; /* only the refusing endpoint */
+    cfg.password = "pw";
+    assert_int_equal(ikclient_new(&cfg, &c, err, sizeof(err)), 0);
+    assert_int_equal(ikclient_authenticate(c, 300, &st), IK_EGRPC);
+    assert_int_equal(st.code, GRPC_DEADLINE_EXCEEDED);
+    assert_true(st.unreachable);
+    ikclient_free(c);
+    fx_free(t);
+}
+
+/* ikclient_watch_progress() before the stream is up: each ask is sent
+ * after the create request; a requested progress (watch ID -1) does not
+ * hide events of revisions below it that arrive later. */
+static void test_watch_progress(void **state)
+{
+    struct fx *t = fx_new(1, false, 3000);
+    Etcdserverpb__WatchCreateRequest req =
+        ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
+    struct ikclient_watch *w;
+    struct wstate s;
+    (void)state;
+
+    memset(&s, 0, sizeof(s));
+    s.c = t->c;
+    t->srv[0].header_rev = 9;
+    t->srv[0].watch_events[0] = 5;
+    t->srv[0].watch_events[1] = 6;
+    t->srv[0].n_watch_events = 2;
+    t->srv[0].event_after_progress = 7;
+    req.key.data = (uint8_t *)"k";
+    req.key.len = 1;
+    req.start_revision = 5;
+    assert_int_equal(ikclient_watch(t->c, &req, wcb, &s, &w), 0);
+    assert_int_equal(ikclient_watch_progress(w), 0);
+    assert_int_equal(ikclient_watch_progress(w), 0);
+    assert_int_equal(ikclient_run(t->c, 500), 0);
+    assert_int_equal(t->srv[0].watch_creates, 1);
+    assert_int_equal(t->srv[0].progress_reqs, 2);
+    assert_int_equal(s.created, 1);
+    assert_int_equal(s.progress, 2);
+    assert_int_equal(s.n_revs, 3);
+    assert_int_equal(s.revs[0], 5);
+    assert_int_equal(s.revs[1], 6);
+    assert_int_equal(s.revs[2], 7);
+    /* the stream is up now: sent at once */
+    assert_int_equal(ikclient_watch_progress(w), 0);
+    assert_int_equal(ikclient_run(t->c, 300), 0);
+    assert_int_equal(t->srv[0].progress_reqs, 3);
+    assert_int_equal(s.progress, 3);
+    ikclient_watch_cancel(w);
+    fx_free(t);
+}
+
 /* ikclient_new() and a call under allocation failures: no leak, no
  * crash, IK_ENOMEM. */
 static void test_enomem(void **state)
@@ -1237,6 +1359,8 @@ int main(void)
         cmocka_unit_test(test_keepalive_once),
         cmocka_unit_test(test_dial_timeout),
         cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_authenticate_now),
+        cmocka_unit_test(test_watch_progress),
         cmocka_unit_test(test_enomem),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
