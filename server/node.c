@@ -1105,6 +1105,7 @@ int node_propose(struct node *n, struct node_proposal *p,
 /* --- linearizable reads -------------------------------------------------- */
 
 static void barrier_cb(struct raft_barrier *req, int status);
+static void retry_arm(struct node *n);
 
 static void reads_complete(struct node_read *list, int status)
 {
@@ -1142,6 +1143,30 @@ static void barrier_cb(struct raft_barrier *req, int status)
     n->served = NULL;
     n->barrier_inflight = false;
     reads_complete(list, raft_to_ik(status));
+    if (status != 0) {
+        /* Leadership lost: raft calls this while tearing its leader state
+         * down and must not be re-entered (raft_barrier here crashed).
+         * Queued reads go to the new leader by read index once the retry
+         * timer fires. */
+        struct node_read *q = n->queued_head;
+        n->queued_head = n->queued_tail = NULL;
+        n->nudge = false;
+        while (q != NULL) {
+            struct node_read *r = q;
+            q = r->next;
+            r->next = NULL;
+            if (n->ri_queue_tail != NULL) {
+                n->ri_queue_tail->next = r;
+            } else {
+                n->ri_queue_head = r;
+            }
+            n->ri_queue_tail = r;
+        }
+        if (n->ri_queue_head != NULL) {
+            retry_arm(n);
+        }
+        return;
+    }
     if ((n->queued_head != NULL || n->nudge) && !n->closing) {
         n->nudge = false;
         barrier_start(n);
@@ -1342,6 +1367,24 @@ static void ri_start(struct node *n)
     n->ri_inflight = true;
 }
 
+/*
+ * TEST-ONLY fault injection for tests/jepsen (never set it anywhere else):
+ * with IKADA_TEST_BUG=stale-read in the environment, linearizable reads are
+ * served from this member's local store at once, without a barrier (leader)
+ * or a read index from the leader (follower), so they can be stale. The
+ * Jepsen-style checker must catch it. Without the variable: no effect.
+ */
+static bool test_bug_stale_read(void)
+{
+    static int on = -1;
+
+    if (on < 0) {
+        const char *bug = getenv("IKADA_TEST_BUG");
+        on = bug != NULL && strcmp(bug, "stale-read") == 0;
+    }
+    return on == 1;
+}
+
 int node_read(struct node *n, struct node_read *r, node_read_cb cb)
 {
     if (n->closing) {
@@ -1351,6 +1394,10 @@ int node_read(struct node *n, struct node_read *r, node_read_cb cb)
     r->next = NULL;
     r->index = 0;
     r->deadline = now_ms() + n->leader_wait_ms;
+    if (test_bug_stale_read()) { /* TEST-ONLY bug, see above */
+        cb(r, 0);
+        return 0;
+    }
     if (raft_state(&n->raft) == RAFT_LEADER) {
         read_local(n, r);
     } else {

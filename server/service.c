@@ -109,6 +109,45 @@ static void propose(struct op *op, Ikadapb__InternalRequest *ir)
     }
 }
 
+/*
+ * TEST-ONLY fault injection for tests/jepsen (never set it anywhere else):
+ * with IKADA_TEST_BUG=ack-before-commit in the environment, a Put is
+ * answered OK before it is proposed, let alone committed; the proposal then
+ * goes on with nobody waiting for it (it may be lost). The Jepsen-style
+ * checker must catch it. Without the variable: no effect.
+ */
+static bool test_bug_ack_before_commit(void)
+{
+    static int on = -1;
+
+    if (on < 0) {
+        const char *bug = getenv("IKADA_TEST_BUG");
+        on = bug != NULL && strcmp(bug, "ack-before-commit") == 0;
+    }
+    return on == 1;
+}
+
+/* TEST-ONLY: answer a Put at once and detach the call from the op. */
+static void ack_put_early(struct op *op)
+{
+    Etcdserverpb__PutResponse resp = ETCDSERVERPB__PUT_RESPONSE__INIT;
+    Etcdserverpb__ResponseHeader h = ETCDSERVERPB__RESPONSE_HEADER__INIT;
+    struct grpc_call *call = op->call;
+
+    if (call == NULL) {
+        return;
+    }
+    node_fill_header(op->svc->node, &h);
+    resp.header = &h;
+    grpc_call_set_data(call, NULL); /* finishing ends the call */
+    op->call = NULL;
+    if (grpc_call_send_proto(call, &resp.base) != 0) {
+        grpc_call_finish_error(call, IK_ENOMEM);
+    } else {
+        grpc_call_finish(call, GRPC_OK, NULL);
+    }
+}
+
 static void put_start(struct op *op)
 {
     Etcdserverpb__PutRequest *req = (Etcdserverpb__PutRequest *)op->req;
@@ -127,6 +166,9 @@ static void put_start(struct op *op)
     }
     ir.op_case = IKADAPB__INTERNAL_REQUEST__OP_PUT;
     ir.put = req;
+    if (test_bug_ack_before_commit()) { /* TEST-ONLY bug, see above */
+        ack_put_early(op);
+    }
     propose(op, &ir);
 }
 
