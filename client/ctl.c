@@ -1067,16 +1067,7 @@ static int flag_error(struct ctl *ctl, const char *msg)
 void ctl_print_usage(struct ctl *ctl)
 {
     const char *name = ctl->cmd ? ctl->cmd->name : ctl->cmd_name;
-    bool with_global = true;
-    const char *t = name ? ctl_help_text(name, &with_global) : NULL;
-    if (t == NULL) {
-        fprintf(ctl->out, "NAME:\n\t%s\n\n", name ? name : "");
-        fputs(ctl_help_global_text, ctl->out);
-        return;
-    }
-    fputs(t, ctl->out);
-    if (with_global)
-        fputs(ctl_help_global_text, ctl->out);
+    ctl_help_write(ctl->out, name ? name : "", true);
 }
 
 int ctl_parse_flags(struct ctl *ctl, int argc, char **argv,

@@ -114,9 +114,8 @@ struct ctl_flag {
     enum ctl_flag_kind kind;
     void *value; /* where the parsed value goes; preset it to the default */
     bool *set;   /* optional: set true when given on the command line */
-    /* Added (optional): the flag's help text, as in etcdctl's usage. The
-     * usage printed on flag errors and -h comes from etcdctl's own help
-     * text (ikadactl.c), so this is informative only. */
+    /* Unused (kept for the tables' shape): the help texts come from the
+     * commands' struct ctl_flag_doc tables. */
     const char *usage;
 };
 
@@ -273,6 +272,22 @@ void ctl_table_row(struct ctl_table *t, const char *const *cells);
 void ctl_table_print(struct ctl *ctl, struct ctl_table *t); /* and frees */
 
 /*
+ * Documentation of one flag, for the help texts (ikadactl's own words; the
+ * layout is etcdctl's). Arrays end with a zeroed entry.
+ * @type is pflag's type name of the flag, which decides how the default
+ * is shown: "bool" ("--x[=false]"), "string" ("--x=\"l\""), "int",
+ * "int64", "uint64", "duration", "stringSlice" ("--x=0", "--x=5s",
+ * "--x=[a,b]"). @def is the default as etcdctl shows it, unquoted.
+ */
+struct ctl_flag_doc {
+    const char *name; /* long name without "--" */
+    char short_name;  /* 0: none */
+    const char *type;
+    const char *def;
+    const char *doc; /* one line */
+};
+
+/*
  * Command tables: each command file exports one, ending with a zeroed
  * entry; ikadactl.c looks commands up by their full name ("lease grant",
  * "get"), longest match of the leading words of the command line.
@@ -280,8 +295,12 @@ void ctl_table_print(struct ctl *ctl, struct ctl_table *t); /* and frees */
 struct ctl_command {
     const char *name; /* "get", "member list", ... */
     int (*run)(struct ctl *ctl, int argc, char **argv); /* returns exit code */
-    const char *usage; /* etcdctl's one-line usage, e.g. "get [options] <key>
-                          [range_end]" */
+    /* the syntax after the parent command's words (cobra's "Use"), e.g.
+     * "get [options] <key> [range_end]", "grant <ttl>" */
+    const char *usage;
+    const char *summary;              /* one line, for NAME: and COMMANDS: */
+    const struct ctl_flag_doc *flags; /* the command's own flags, or NULL */
+    const char *description;          /* optional longer text, or NULL */
 };
 extern const struct ctl_command ctl_kv_commands[];       /* ctl_kv.c */
 extern const struct ctl_command ctl_lease_commands[];    /* ctl_lease.c */
@@ -293,10 +312,22 @@ extern const struct ctl_command ctl_snapshot_commands[]; /* ctl_snapshot.c */
 /* Added: the defaults of the global flags (etcdctl's). */
 void ctl_global_defaults(struct ctl_global *g);
 
-/* Added: etcdctl's help text for command @name ("get", "member list",
- * "member"): the part before "GLOBAL OPTIONS:"; *with_global false when
- * the text is complete by itself. NULL when unknown. In ikadactl.c. */
-const char *ctl_help_text(const char *name, bool *with_global);
-extern const char ctl_help_global_text[];
+/*
+ * Help texts, generated from the command tables (in ikadactl.c).
+ * ctl_help_write(): the help of command @name ("get", "member list",
+ * "member", "etcdctl" for the root, "help") in etcdctl's layout (NAME:,
+ * USAGE:, DESCRIPTION:, COMMANDS:, OPTIONS:, GLOBAL OPTIONS:, tab-aligned
+ * as etcdctl aligns them) to @f; @with_help_flag false leaves the
+ * "-h, --help" line out (etcdctl's root help after an unknown help
+ * topic). An unknown name gets a NAME: section and the global flags.
+ * ctl_help_write_pflag(): the short usage cobra prints on stderr for a
+ * flag error inside a txn ("Usage:\n   put ... [flags]\n\nFlags:\n" and
+ * pflag's flag lines with types and "(default ...)").
+ * ctl_help_unimplemented(): true when @name is an etcdctl command (or
+ * group) that ikadactl does not implement.
+ */
+void ctl_help_write(FILE *f, const char *name, bool with_help_flag);
+void ctl_help_write_pflag(FILE *f, const char *name);
+bool ctl_help_unimplemented(const char *name);
 
 #endif /* IKADA_CTL_H */

@@ -524,5 +524,25 @@ out:
     return rc;
 }
 
+static const struct ctl_flag_doc perf_docs[] = {
+    {"auto-compact", 0, "bool", "false",
+     "compact the history the test made once it is done"},
+    {"auto-defrag", 0, "bool", "false",
+     "defragment the storage once the test is done (with --auto-compact)"},
+    {"load", 0, "string", "s", "size of the test load: s, m, l or xl"},
+    {"prefix", 0, "string", "/etcdctl-check-perf/",
+     "key prefix under which the test writes"},
+    {0}};
+
 const struct ctl_command ctl_check_commands[] = {
-    {"check perf", check_perf, "perf [options]"}, {0}};
+    {.name = "check perf",
+     .run = check_perf,
+     .usage = "perf [options]",
+     .summary = "Measure whether the cluster keeps up with a write load",
+     .flags = perf_docs,
+     .description =
+         "Several clients write random keys under --prefix for 60 seconds\n"
+         "at the rate the load sets; then the keys are deleted and the\n"
+         "throughput, the slowest request and the latency spread are\n"
+         "each reported as PASS or FAIL against the load's limits."},
+    {0}};

@@ -1901,17 +1901,81 @@ static int move_leader(struct ctl *ctl, int argc, char **argv)
     return rc;
 }
 
+static const struct ctl_flag_doc member_add_docs[] = {
+    {"learner", 0, "bool", "false",
+     "add the member as a learner that does not vote"},
+    {"peer-urls", 0, "string", "",
+     "peer URLs of the new member, comma separated"},
+    {0}};
+
+static const struct ctl_flag_doc member_update_docs[] = {
+    {"peer-urls", 0, "string", "",
+     "the member's new peer URLs, comma separated"},
+    {0}};
+
+static const struct ctl_flag_doc hashkv_docs[] = {
+    {"rev", 0, "int64", "0", "hash the history up to this revision (0: all)"},
+    {0}};
+
+static const struct ctl_flag_doc defrag_docs[] = {
+    {"cluster", 0, "bool", "false",
+     "defragment every member found in the member list"},
+    {"data-dir", 0, "string", "",
+     "defragment the backend in this directory of a stopped member"},
+    {0}};
+
 const struct ctl_command ctl_cluster_commands[] = {
-    {"member add", member_add, "add <memberName> [options]"},
-    {"member remove", member_remove, "remove <memberID>"},
-    {"member update", member_update, "update <memberID> [options]"},
-    {"member list", member_list, "list"},
-    {"member promote", member_promote, "promote <memberID>"},
-    {"endpoint health", endpoint_health, "health"},
-    {"endpoint status", endpoint_status, "status"},
-    {"endpoint hashkv", endpoint_hashkv, "hashkv"},
-    {"defrag", defrag, "defrag"},
-    {"alarm disarm", alarm_disarm, "disarm"},
-    {"alarm list", alarm_list, "list"},
-    {"move-leader", move_leader, "move-leader <transferee-member-id>"},
+    {.name = "member add",
+     .run = member_add,
+     .usage = "add <memberName> [options]",
+     .summary = "Register a new member with the cluster",
+     .flags = member_add_docs},
+    {.name = "member remove",
+     .run = member_remove,
+     .usage = "remove <memberID>",
+     .summary = "Take a member out of the cluster"},
+    {.name = "member update",
+     .run = member_update,
+     .usage = "update <memberID> [options]",
+     .summary = "Change the peer URLs of a member",
+     .flags = member_update_docs},
+    {.name = "member list",
+     .run = member_list,
+     .usage = "list",
+     .summary = "Show the members of the cluster"},
+    {.name = "member promote",
+     .run = member_promote,
+     .usage = "promote <memberID>",
+     .summary = "Make a learner a voting member"},
+    {.name = "endpoint health",
+     .run = endpoint_health,
+     .usage = "health",
+     .summary = "Tell whether each endpoint can serve a request"},
+    {.name = "endpoint status",
+     .run = endpoint_status,
+     .usage = "status",
+     .summary = "Show version, size, leader and raft position of each "
+                "endpoint"},
+    {.name = "endpoint hashkv",
+     .run = endpoint_hashkv,
+     .usage = "hashkv",
+     .summary = "Show a hash of each endpoint's key history",
+     .flags = hashkv_docs},
+    {.name = "defrag",
+     .run = defrag,
+     .usage = "defrag",
+     .summary = "Give the free space in the endpoints' storage back",
+     .flags = defrag_docs},
+    {.name = "alarm disarm",
+     .run = alarm_disarm,
+     .usage = "disarm",
+     .summary = "Clear every raised alarm"},
+    {.name = "alarm list",
+     .run = alarm_list,
+     .usage = "list",
+     .summary = "Show the raised alarms"},
+    {.name = "move-leader",
+     .run = move_leader,
+     .usage = "move-leader <transferee-member-id>",
+     .summary = "Hand the leadership over to another member"},
     {0}};

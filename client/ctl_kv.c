@@ -771,46 +771,11 @@ static char **argify(const char *s, int *argc, char *panic_msg, size_t psz)
     return v;
 }
 
-static const char put_usage_txn[] =
-    "Usage:\n"
-    "   put [options] <key> <value> (<value> can also be given from stdin) "
-    "[flags]\n\nFlags:\n"
-    "  -h, --help           help for put\n"
-    "      --ignore-lease   updates the key using its current lease\n"
-    "      --ignore-value   updates the key using its current value\n"
-    "      --lease string   lease ID (in hexadecimal) to attach to the key "
-    "(default \"0\")\n"
-    "      --prev-kv        return the previous key-value pair before "
-    "modification\n\n";
-static const char get_usage_txn[] =
-    "Usage:\n   get [options] <key> [range_end] [flags]\n\nFlags:\n"
-    "      --consistency string   Linearizable(l) or Serializable(s) (default "
-    "\"l\")\n"
-    "      --from-key             Get keys that are greater than or equal to "
-    "the given key using byte compare\n"
-    "  -h, --help                 help for get\n"
-    "      --keys-only            Get only the keys\n"
-    "      --limit int            Maximum number of results\n"
-    "      --order string         Order of results; ASCEND or DESCEND (ASCEND "
-    "by default)\n"
-    "      --prefix               Get keys with matching prefix\n"
-    "      --print-value-only     Only write values when using the \"simple\" "
-    "output format\n"
-    "      --rev int              Specify the kv revision\n"
-    "      --sort-by string       Sort target; CREATE, KEY, MODIFY, VALUE, or "
-    "VERSION\n\n";
-static const char del_usage_txn[] =
-    "Usage:\n   del [options] <key> [range_end] [flags]\n\nFlags:\n"
-    "      --from-key   delete keys that are greater than or equal to the "
-    "given key using byte compare\n"
-    "  -h, --help       help for del\n"
-    "      --prefix     delete keys with matching prefix\n"
-    "      --prev-kv    return deleted key-value pairs\n\n";
-
 /* A local flag parse for the ops of a txn (cobra with SilenceErrors):
- * returns 0, or -1 after printing the usage to stderr. No global flags. */
+ * returns 0, or -1 after printing the short usage of command @name to
+ * stderr. No global flags. */
 static int txn_parse(struct ctl *ctl, int argc, char **argv,
-                     struct ctl_flag *flags, const char *usage, int *np)
+                     struct ctl_flag *flags, const char *name, int *np)
 {
     /* run the framework parser on a scratch ctl whose output is discarded,
      * then print cobra's default usage ourselves */
@@ -824,7 +789,7 @@ static int txn_parse(struct ctl *ctl, int argc, char **argv,
         fclose(null);
     if (rc < 0)
         return 0;
-    fputs(usage, ctl->err);
+    ctl_help_write_pflag(ctl->err, name);
     return -1;
 }
 
@@ -869,7 +834,7 @@ static int parse_op(struct ctl *ctl, const char *line, struct txn_ops *ops)
         struct ctl_flag flags[6];
         struct put_opts o;
         put_flags(flags, &o);
-        if (txn_parse(ctl, nrest, rest, flags, put_usage_txn, &np) != 0)
+        if (txn_parse(ctl, nrest, rest, flags, "put", &np) != 0)
             return ctl_fail(ctl, CTL_EXIT_INVALID_INPUT,
                             "invalid txn request: %s", line);
         Etcdserverpb__PutRequest *r = malloc(sizeof(*r));
@@ -889,7 +854,7 @@ static int parse_op(struct ctl *ctl, const char *line, struct txn_ops *ops)
         struct ctl_flag flags[10];
         struct get_opts o;
         get_flags(flags, &o);
-        if (txn_parse(ctl, nrest, rest, flags, get_usage_txn, &np) != 0)
+        if (txn_parse(ctl, nrest, rest, flags, "get", &np) != 0)
             return ctl_fail(ctl, CTL_EXIT_INVALID_INPUT,
                             "invalid txn request: %s", line);
         Etcdserverpb__RangeRequest *r = malloc(sizeof(*r));
@@ -903,7 +868,7 @@ static int parse_op(struct ctl *ctl, const char *line, struct txn_ops *ops)
         struct ctl_flag flags[5];
         struct del_opts o;
         del_flags(flags, &o);
-        if (txn_parse(ctl, nrest, rest, flags, del_usage_txn, &np) != 0)
+        if (txn_parse(ctl, nrest, rest, flags, "del", &np) != 0)
             return ctl_fail(ctl, CTL_EXIT_INVALID_INPUT,
                             "invalid txn request: %s", line);
         Etcdserverpb__DeleteRangeRequest *r = malloc(sizeof(*r));
@@ -1598,14 +1563,107 @@ static int cmd_watch(struct ctl *ctl, int argc, char **argv)
                     "watch is canceled by the server");
 }
 
+static const struct ctl_flag_doc get_docs[] = {
+    {"consistency", 0, "string", "l",
+     "read consistency: l (linearizable) or s (serializable)"},
+    {"from-key", 0, "bool", "false",
+     "read every key from <key> upwards, in byte order"},
+    {"keys-only", 0, "bool", "false", "print the keys without their values"},
+    {"limit", 0, "int64", "0", "return at most this many keys (0: all)"},
+    {"order", 0, "string", "",
+     "sort direction: ASCEND (the default) or DESCEND"},
+    {"prefix", 0, "bool", "false", "read every key that starts with <key>"},
+    {"print-value-only", 0, "bool", "false",
+     "print the values alone (simple output format only)"},
+    {"rev", 0, "int64", "0", "read the keys as of this revision (0: now)"},
+    {"sort-by", 0, "string", "",
+     "field to sort by: CREATE, KEY, MODIFY, VALUE or VERSION"},
+    {0}};
+
+static const struct ctl_flag_doc put_docs[] = {
+    {"ignore-lease", 0, "bool", "false", "keep the lease the key has now"},
+    {"ignore-value", 0, "bool", "false", "keep the value the key has now"},
+    {"lease", 0, "string", "0", "lease to bind the key to (hex ID)"},
+    {"prev-kv", 0, "bool", "false", "also print the key as it was before"},
+    {0}};
+
+static const struct ctl_flag_doc del_docs[] = {
+    {"from-key", 0, "bool", "false",
+     "delete every key from <key> upwards, in byte order"},
+    {"prefix", 0, "bool", "false", "delete every key that starts with <key>"},
+    {"prev-kv", 0, "bool", "false", "print the key-value pairs deleted"},
+    {0}};
+
+static const struct ctl_flag_doc txn_docs[] = {
+    {"interactive", 'i', "bool", "false",
+     "prompt for the compares, the success requests and the failure "
+     "requests"},
+    {0}};
+
+static const struct ctl_flag_doc compaction_docs[] = {
+    {"physical", 0, "bool", "false",
+     "return only once the old revisions are gone from the backend"},
+    {0}};
+
+static const struct ctl_flag_doc watch_docs[] = {
+    {"interactive", 'i', "bool", "false",
+     "take watch commands, one a line, from standard input"},
+    {"prefix", 0, "bool", "false", "watch every key that starts with the key"},
+    {"prev-kv", 0, "bool", "false",
+     "show each changed key's value from before the change"},
+    {"rev", 0, "int64", "0",
+     "report the changes from this revision on (0: from now)"},
+    {0}};
+
 const struct ctl_command ctl_kv_commands[] = {
-    {"get", cmd_get, "get [options] <key> [range_end]"},
-    {"put", cmd_put,
-     "put [options] <key> <value> (<value> can also be given from stdin)"},
-    {"del", cmd_del, "del [options] <key> [range_end]"},
-    {"txn", cmd_txn, "txn [options]"},
-    {"compaction", cmd_compaction, "compaction [options] <revision>"},
-    {"watch", cmd_watch,
-     "watch [options] [key or prefix] [range_end] [--] [exec-command arg1 "
-     "arg2 ...]"},
+    {.name = "get",
+     .run = cmd_get,
+     .usage = "get [options] <key> [range_end]",
+     .summary = "Read a key, or the keys of a range",
+     .flags = get_docs},
+    {.name = "put",
+     .run = cmd_put,
+     .usage =
+         "put [options] <key> <value> (<value> can also be given from stdin)",
+     .summary = "Store a value under a key",
+     .flags = put_docs,
+     .description =
+         "Writes <value> to <key>. Without a <value> argument (and without\n"
+         "--ignore-value) the value is read from standard input to its end.\n"
+         "A value starting with '-' would be taken for a flag: put \"--\"\n"
+         "before the key or the value, e.g. put -- mykey -5."},
+    {.name = "del",
+     .run = cmd_del,
+     .usage = "del [options] <key> [range_end]",
+     .summary = "Delete a key, or the keys of a range [key, range_end)",
+     .flags = del_docs},
+    {.name = "txn",
+     .run = cmd_txn,
+     .usage = "txn [options]",
+     .summary = "Run compares and requests as one atomic transaction",
+     .flags = txn_docs,
+     .description =
+         "Reads three blocks from standard input, each ended by an empty\n"
+         "line: the compares (e.g. value(\"k\") = \"v\", mod(\"k\") > \"5\"),\n"
+         "the requests to run when all compares hold, and the requests to\n"
+         "run otherwise. Requests are written like the put, get and del\n"
+         "commands (\"put k v\", \"get k --prefix\")."},
+    {.name = "compaction",
+     .run = cmd_compaction,
+     .usage = "compaction [options] <revision>",
+     .summary = "Drop the key history before a revision",
+     .flags = compaction_docs},
+    {.name = "watch",
+     .run = cmd_watch,
+     .usage = "watch [options] [key or prefix] [range_end] [--] "
+              "[exec-command arg1 arg2 ...]",
+     .summary = "Print the changes to a key, a range or a prefix as they "
+                "happen",
+     .flags = watch_docs,
+     .description =
+         "Prints each event as it arrives. When a command follows \"--\", it\n"
+         "is run for every event instead, with ETCD_WATCH_EVENT_TYPE,\n"
+         "ETCD_WATCH_KEY, ETCD_WATCH_VALUE and ETCD_WATCH_REVISION set in\n"
+         "its environment. With -i, lines such as \"watch k --prefix\" are\n"
+         "read from standard input, each opening another watch."},
     {0}};

@@ -479,10 +479,33 @@ static int lease_keepalive(struct ctl *ctl, int argc, char **argv)
     return 0;
 }
 
+static const struct ctl_flag_doc timetolive_docs[] = {
+    {"keys", 0, "bool", "false", "also list the keys bound to the lease"}, {0}};
+
+static const struct ctl_flag_doc keepalive_docs[] = {
+    {"once", 0, "bool", "false", "renew the lease one time, then exit"}, {0}};
+
 const struct ctl_command ctl_lease_commands[] = {
-    {"lease grant", lease_grant, "grant <ttl>"},
-    {"lease revoke", lease_revoke, "revoke <leaseID>"},
-    {"lease timetolive", lease_timetolive, "timetolive <leaseID> [options]"},
-    {"lease list", lease_list, "list"},
-    {"lease keep-alive", lease_keepalive, "keep-alive [options] <leaseID>"},
+    {.name = "lease grant",
+     .run = lease_grant,
+     .usage = "grant <ttl>",
+     .summary = "Create a lease that expires after <ttl> seconds"},
+    {.name = "lease revoke",
+     .run = lease_revoke,
+     .usage = "revoke <leaseID>",
+     .summary = "End a lease now, deleting the keys bound to it"},
+    {.name = "lease timetolive",
+     .run = lease_timetolive,
+     .usage = "timetolive <leaseID> [options]",
+     .summary = "Show how long a lease has left",
+     .flags = timetolive_docs},
+    {.name = "lease list",
+     .run = lease_list,
+     .usage = "list",
+     .summary = "Show the IDs of the leases in force"},
+    {.name = "lease keep-alive",
+     .run = lease_keepalive,
+     .usage = "keep-alive [options] <leaseID>",
+     .summary = "Renew a lease again and again until interrupted",
+     .flags = keepalive_docs},
     {0}};

@@ -688,7 +688,33 @@ static int elect_cmd(struct ctl *ctl, int argc, char **argv)
     return campaign(ctl, argv[0], argv[1]);
 }
 
+static const struct ctl_flag_doc lock_docs[] = {
+    {"ttl", 0, "int", "10",
+     "seconds the lock outlives this client if it stops renewing it"},
+    {0}};
+
+static const struct ctl_flag_doc elect_docs[] = {
+    {"listen", 'l', "bool", "false",
+     "print each new leader instead of campaigning"},
+    {0}};
+
 const struct ctl_command ctl_lock_commands[] = {
-    {"lock", lock_cmd, "lock <lockname> [exec-command arg1 arg2 ...]"},
-    {"elect", elect_cmd, "elect <election-name> [proposal]"},
+    {.name = "lock",
+     .run = lock_cmd,
+     .usage = "lock <lockname> [exec-command arg1 arg2 ...]",
+     .summary = "Hold a named distributed lock",
+     .flags = lock_docs,
+     .description =
+         "Waits for the lock, prints the key that holds it and keeps it\n"
+         "until interrupted. With a command, runs it while holding the\n"
+         "lock and releases the lock when the command exits."},
+    {.name = "elect",
+     .run = elect_cmd,
+     .usage = "elect <election-name> [proposal]",
+     .summary = "Run for leader of a named election, or follow its leader",
+     .flags = elect_docs,
+     .description =
+         "With a proposal, campaigns until elected, prints the proposal and\n"
+         "stays leader until interrupted. With -l, prints every leader the\n"
+         "election gets."},
     {0}};

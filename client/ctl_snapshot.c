@@ -792,10 +792,35 @@ static int snapshot_restore(struct ctl *ctl, int argc, char **argv)
     return CTL_EXIT_SUCCESS;
 }
 
+static const struct ctl_flag_doc restore_docs[] = {
+    {"data-dir", 0, "string", "",
+     "data directory to create (default: <name>.etcd)"},
+    {"initial-advertise-peer-urls", 0, "string", "http://localhost:2380",
+     "peer URLs of the member being restored"},
+    {"initial-cluster", 0, "string", "default=http://localhost:2380",
+     "members of the new cluster as name=peer-url pairs, comma separated"},
+    {"initial-cluster-token", 0, "string", "etcd-cluster",
+     "token naming the new cluster"},
+    {"name", 0, "string", "default", "name of the member being restored"},
+    {"skip-hash-check", 0, "bool", "false",
+     "accept a snapshot file that carries no integrity hash"},
+    {"wal-dir", 0, "string", "",
+     "separate log directory (only checked: ikada keeps its log in the "
+     "data directory)"},
+    {0}};
+
 const struct ctl_command ctl_snapshot_commands[] = {
-    {"snapshot save", snapshot_save, "snapshot save <filename>"},
-    {"snapshot status", snapshot_status, "snapshot status <filename>"},
-    {"snapshot restore", snapshot_restore,
-     "snapshot restore <filename> [options]"},
-    {0},
-};
+    {.name = "snapshot save",
+     .run = snapshot_save,
+     .usage = "save <filename>",
+     .summary = "Fetch a member's snapshot into a file"},
+    {.name = "snapshot status",
+     .run = snapshot_status,
+     .usage = "status <filename>",
+     .summary = "Show the hash, revision, key count and size of a snapshot"},
+    {.name = "snapshot restore",
+     .run = snapshot_restore,
+     .usage = "restore <filename> [options]",
+     .summary = "Make a new member's data directory from a snapshot",
+     .flags = restore_docs},
+    {0}};

@@ -1,10 +1,16 @@
 /*
  * ikadactl: ikada's etcdctl 3.4-compatible CLI (see client/ctl.h).
  *
- * ikadactl identifies itself exactly as etcdctl 3.4.23 does (help texts,
- * "etcdctl version: 3.4.23", error messages naming "etcdctl"), so that
- * scripts and tests written against etcdctl see the same bytes.
+ * ikadactl answers to scripts as etcdctl 3.4.23 does ("etcdctl version:
+ * 3.4.23", error messages naming "etcdctl", the same flags and defaults),
+ * so that scripts written against etcdctl see the same results. Its help
+ * texts keep etcdctl's layout but are generated from ikadactl's own
+ * command tables (struct ctl_command, struct ctl_flag_doc), in its own
+ * words.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,1263 +18,105 @@
 
 #include "client/ctl.h"
 
-struct ctl_help {
-    const char *name;
-    int with_global; /* the text stops before GLOBAL OPTIONS */
-    const char *text;
-};
+/* ------------------------------------------------------------ the tables */
 
-/* generated from etcdctl 3.4.23's --help output */
-const char ctl_help_global_text[] =
-    "GLOBAL OPTIONS:\n"
-    "      --cacert=\"\"\t\t\t\tverify certificates of TLS-enabled secure "
-    "servers using this CA bundle\n"
-    "      --cert=\"\"\t\t\t\t\tidentify secure client using this TLS "
-    "certificate file\n"
-    "      --command-timeout=5s\t\t\ttimeout for short running command "
-    "(excluding dial timeout)\n"
-    "      --debug[=false]\t\t\t\tenable client-side debug logging\n"
-    "      --dial-timeout=2s\t\t\t\tdial timeout for client connections\n"
-    "  -d, --discovery-srv=\"\"\t\t\tdomain name to query for SRV records "
-    "describing cluster endpoints\n"
-    "      --discovery-srv-name=\"\"\t\t\tservice name to query when using DNS "
-    "discovery\n"
-    "      --endpoints=[127.0.0.1:2379]\t\tgRPC endpoints\n"
-    "      --hex[=false]\t\t\t\tprint byte strings as hex encoded strings\n"
-    "      --insecure-discovery[=true]\t\taccept insecure SRV records "
-    "describing cluster endpoints\n"
-    "      --insecure-skip-tls-verify[=false]\tskip server certificate "
-    "verification (CAUTION: this option should be enabled only for testing "
-    "purposes)\n"
-    "      --insecure-transport[=true]\t\tdisable transport security for "
-    "client connections\n"
-    "      --keepalive-time=2s\t\t\tkeepalive time for client connections\n"
-    "      --keepalive-timeout=6s\t\t\tkeepalive timeout for client "
-    "connections\n"
-    "      --key=\"\"\t\t\t\t\tidentify secure client using this TLS key file\n"
-    "      --password=\"\"\t\t\t\tpassword for authentication (if this option "
-    "is used, --user option shouldn't include password)\n"
-    "      --user=\"\"\t\t\t\t\tusername[:password] for authentication (prompt "
-    "if password is not supplied)\n"
-    "  -w, --write-out=\"simple\"\t\t\tset the output format (fields, json, "
-    "protobuf, simple, table)\n"
-    "\n";
+/* The global flags (parsed by ctl.c's g_flags table). */
+static const struct ctl_flag_doc global_docs[] = {
+    {"cacert", 0, "string", "",
+     "CA bundle to check TLS servers with (no TLS in ikadactl)"},
+    {"cert", 0, "string", "",
+     "client certificate file for TLS (no TLS in ikadactl)"},
+    {"command-timeout", 0, "duration", "5s",
+     "time limit of a short command, the connection setup not included"},
+    {"debug", 0, "bool", "false", "log what the client does"},
+    {"dial-timeout", 0, "duration", "2s",
+     "time allowed for connecting to an endpoint"},
+    {"discovery-srv", 'd', "string", "",
+     "domain whose DNS SRV records list the cluster's endpoints"},
+    {"discovery-srv-name", 0, "string", "",
+     "service name to add to the DNS SRV lookup"},
+    {"endpoints", 0, "stringSlice", "[127.0.0.1:2379]",
+     "server addresses (host:port), comma separated"},
+    {"hex", 0, "bool", "false", "print keys and values hex encoded"},
+    {"insecure-discovery", 0, "bool", "true",
+     "accept SRV records that lead to plain-text endpoints"},
+    {"insecure-skip-tls-verify", 0, "bool", "false",
+     "trust any server certificate (for tests only)"},
+    {"insecure-transport", 0, "bool", "true",
+     "talk to the servers without TLS"},
+    {"keepalive-time", 0, "duration", "2s",
+     "how often the connection is checked with a ping"},
+    {"keepalive-timeout", 0, "duration", "6s",
+     "how long a ping may stay unanswered"},
+    {"key", 0, "string", "",
+     "private key of the client certificate (no TLS in ikadactl)"},
+    {"password", 0, "string", "",
+     "password to log in with (--user then holds the name alone)"},
+    {"user", 0, "string", "",
+     "name[:password] to log in with; a missing password is asked for"},
+    {"write-out", 'w', "string", "simple",
+     "output format: simple, json, protobuf, fields or table"},
+    {0}};
 
-static const char ctl_help_root[] =
-    "NAME:\n"
-    "\tetcdctl - A simple command line client for etcd3.\n"
-    "\n"
-    "USAGE:\n"
-    "\tetcdctl [flags]\n"
-    "\n"
-    "VERSION:\n"
-    "\t3.4.23\n"
-    "\n"
-    "API VERSION:\n"
-    "\t3.4\n"
-    "\n"
-    "\n"
-    "COMMANDS:\n"
-    "\talarm disarm\t\tDisarms all alarms\n"
-    "\talarm list\t\tLists all alarms\n"
-    "\tauth disable\t\tDisables authentication\n"
-    "\tauth enable\t\tEnables authentication\n"
-    "\tcheck datascale\t\tCheck the memory usage of holding data for different "
-    "workloads on a given server endpoint.\n"
-    "\tcheck perf\t\tCheck the performance of the etcd cluster\n"
-    "\tcompaction\t\tCompacts the event history in etcd\n"
-    "\tcompletion bash\t\tGenerate the autocompletion script for bash\n"
-    "\tcompletion fish\t\tGenerate the autocompletion script for fish\n"
-    "\tcompletion powershell\tGenerate the autocompletion script for "
-    "powershell\n"
-    "\tcompletion zsh\t\tGenerate the autocompletion script for zsh\n"
-    "\tdefrag\t\t\tDefragments the storage of the etcd members with given "
-    "endpoints\n"
-    "\tdel\t\t\tRemoves the specified key or range of keys [key, range_end)\n"
-    "\telect\t\t\tObserves and participates in leader election\n"
-    "\tendpoint hashkv\t\tPrints the KV history hash for each endpoint in "
-    "--endpoints\n"
-    "\tendpoint health\t\tChecks the healthiness of endpoints specified in "
-    "`--endpoints` flag\n"
-    "\tendpoint status\t\tPrints out the status of endpoints specified in "
-    "`--endpoints` flag\n"
-    "\tget\t\t\tGets the key or a range of keys\n"
-    "\thelp\t\t\tHelp about any command\n"
-    "\tlease grant\t\tCreates leases\n"
-    "\tlease keep-alive\tKeeps leases alive (renew)\n"
-    "\tlease list\t\tList all active leases\n"
-    "\tlease revoke\t\tRevokes leases\n"
-    "\tlease timetolive\tGet lease information\n"
-    "\tlock\t\t\tAcquires a named lock\n"
-    "\tmake-mirror\t\tMakes a mirror at the destination etcd cluster\n"
-    "\tmember add\t\tAdds a member into the cluster\n"
-    "\tmember list\t\tLists all members in the cluster\n"
-    "\tmember promote\t\tPromotes a non-voting member in the cluster\n"
-    "\tmember remove\t\tRemoves a member from the cluster\n"
-    "\tmember update\t\tUpdates a member in the cluster\n"
-    "\tmigrate\t\t\tMigrates keys in a v2 store to a mvcc store\n"
-    "\tmove-leader\t\tTransfers leadership to another etcd cluster member.\n"
-    "\tput\t\t\tPuts the given key into the store\n"
-    "\trole add\t\tAdds a new role\n"
-    "\trole delete\t\tDeletes a role\n"
-    "\trole get\t\tGets detailed information of a role\n"
-    "\trole grant-permission\tGrants a key to a role\n"
-    "\trole list\t\tLists all roles\n"
-    "\trole revoke-permission\tRevokes a key from a role\n"
-    "\tsnapshot restore\tRestores an etcd member snapshot to an etcd "
-    "directory\n"
-    "\tsnapshot save\t\tStores an etcd node backend snapshot to a given file\n"
-    "\tsnapshot status\t\tGets backend snapshot status of a given file\n"
-    "\ttxn\t\t\tTxn processes all the requests in one transaction\n"
-    "\tuser add\t\tAdds a new user\n"
-    "\tuser delete\t\tDeletes a user\n"
-    "\tuser get\t\tGets detailed information of a user\n"
-    "\tuser grant-role\t\tGrants a role to a user\n"
-    "\tuser list\t\tLists all users\n"
-    "\tuser passwd\t\tChanges password of user\n"
-    "\tuser revoke-role\tRevokes a role from a user\n"
-    "\tversion\t\t\tPrints the version of etcdctl\n"
-    "\twatch\t\t\tWatches events stream on keys or prefixes\n"
-    "\n"
-    "OPTIONS:\n"
-    "      --cacert=\"\"\t\t\t\tverify certificates of TLS-enabled secure "
-    "servers using this CA bundle\n"
-    "      --cert=\"\"\t\t\t\t\tidentify secure client using this TLS "
-    "certificate file\n"
-    "      --command-timeout=5s\t\t\ttimeout for short running command "
-    "(excluding dial timeout)\n"
-    "      --debug[=false]\t\t\t\tenable client-side debug logging\n"
-    "      --dial-timeout=2s\t\t\t\tdial timeout for client connections\n"
-    "  -d, --discovery-srv=\"\"\t\t\tdomain name to query for SRV records "
-    "describing cluster endpoints\n"
-    "      --discovery-srv-name=\"\"\t\t\tservice name to query when using DNS "
-    "discovery\n"
-    "      --endpoints=[127.0.0.1:2379]\t\tgRPC endpoints\n"
-    "  -h, --help[=false]\t\t\t\thelp for etcdctl\n"
-    "      --hex[=false]\t\t\t\tprint byte strings as hex encoded strings\n"
-    "      --insecure-discovery[=true]\t\taccept insecure SRV records "
-    "describing cluster endpoints\n"
-    "      --insecure-skip-tls-verify[=false]\tskip server certificate "
-    "verification (CAUTION: this option should be enabled only for testing "
-    "purposes)\n"
-    "      --insecure-transport[=true]\t\tdisable transport security for "
-    "client connections\n"
-    "      --keepalive-time=2s\t\t\tkeepalive time for client connections\n"
-    "      --keepalive-timeout=6s\t\t\tkeepalive timeout for client "
-    "connections\n"
-    "      --key=\"\"\t\t\t\t\tidentify secure client using this TLS key file\n"
-    "      --password=\"\"\t\t\t\tpassword for authentication (if this option "
-    "is used, --user option shouldn't include password)\n"
-    "      --user=\"\"\t\t\t\t\tusername[:password] for authentication (prompt "
-    "if password is not supplied)\n"
-    "  -w, --write-out=\"simple\"\t\t\tset the output format (fields, json, "
-    "protobuf, simple, table)\n"
-    "\n";
+static const struct ctl_flag_doc endpoint_group_docs[] = {
+    {"cluster", 0, "bool", "false",
+     "ask every member's client URLs taken from the member list"},
+    {0}};
 
-static const struct ctl_help ctl_helps[] = {
-    {"alarm", 1,
-     "NAME:\n"
-     "\talarm - Alarm related commands\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl alarm <subcommand> [flags]\n"
-     "\n"
-     "API VERSION:\n"
-     "\t3.4\n"
-     "\n"
-     "\n"
-     "COMMANDS:\n"
-     "\tdisarm\tDisarms all alarms\n"
-     "\tlist\tLists all alarms\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for alarm\n"
-     "\n"},
-    {"auth", 1,
-     "NAME:\n"
-     "\tauth - Enable or disable authentication\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl auth <enable or disable> [flags]\n"
-     "\n"
-     "API VERSION:\n"
-     "\t3.4\n"
-     "\n"
-     "\n"
-     "COMMANDS:\n"
-     "\tdisable\tDisables authentication\n"
-     "\tenable\tEnables authentication\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for auth\n"
-     "\n"},
-    {"check", 1,
-     "NAME:\n"
-     "\tcheck - commands for checking properties of the etcd cluster\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl check <subcommand> [flags]\n"
-     "\n"
-     "API VERSION:\n"
-     "\t3.4\n"
-     "\n"
-     "\n"
-     "COMMANDS:\n"
-     "\tdatascale\tCheck the memory usage of holding data for different "
-     "workloads on a given server endpoint.\n"
-     "\tperf\t\tCheck the performance of the etcd cluster\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for check\n"
-     "\n"},
-    {"completion", 1,
-     "NAME:\n"
-     "\tcompletion - Generate the autocompletion script for the specified "
-     "shell\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl completion [flags]\n"
-     "\n"
-     "API VERSION:\n"
-     "\t3.4\n"
-     "\n"
-     "\n"
-     "COMMANDS:\n"
-     "\tbash\t\tGenerate the autocompletion script for bash\n"
-     "\tfish\t\tGenerate the autocompletion script for fish\n"
-     "\tpowershell\tGenerate the autocompletion script for powershell\n"
-     "\tzsh\t\tGenerate the autocompletion script for zsh\n"
-     "\n"
-     "DESCRIPTION:\n"
-     "\tGenerate the autocompletion script for etcdctl for the specified "
-     "shell.\n"
-     "\tSee each sub-command's help for details on how to use the generated "
-     "script.\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for completion\n"
-     "\n"},
-    {"endpoint", 1,
-     "NAME:\n"
-     "\tendpoint - Endpoint related commands\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl endpoint <subcommand> [flags]\n"
-     "\n"
-     "API VERSION:\n"
-     "\t3.4\n"
-     "\n"
-     "\n"
-     "COMMANDS:\n"
-     "\thashkv\tPrints the KV history hash for each endpoint in --endpoints\n"
-     "\thealth\tChecks the healthiness of endpoints specified in `--endpoints` "
-     "flag\n"
-     "\tstatus\tPrints out the status of endpoints specified in `--endpoints` "
-     "flag\n"
-     "\n"
-     "OPTIONS:\n"
-     "      --cluster[=false]\tuse all endpoints from the cluster member list\n"
-     "  -h, --help[=false]\thelp for endpoint\n"
-     "\n"},
-    {"lease", 1,
-     "NAME:\n"
-     "\tlease - Lease related commands\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl lease <subcommand> [flags]\n"
-     "\n"
-     "API VERSION:\n"
-     "\t3.4\n"
-     "\n"
-     "\n"
-     "COMMANDS:\n"
-     "\tgrant\t\tCreates leases\n"
-     "\tkeep-alive\tKeeps leases alive (renew)\n"
-     "\tlist\t\tList all active leases\n"
-     "\trevoke\t\tRevokes leases\n"
-     "\ttimetolive\tGet lease information\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for lease\n"
-     "\n"},
-    {"member", 1,
-     "NAME:\n"
-     "\tmember - Membership related commands\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl member <subcommand> [flags]\n"
-     "\n"
-     "API VERSION:\n"
-     "\t3.4\n"
-     "\n"
-     "\n"
-     "COMMANDS:\n"
-     "\tadd\tAdds a member into the cluster\n"
-     "\tlist\tLists all members in the cluster\n"
-     "\tpromote\tPromotes a non-voting member in the cluster\n"
-     "\tremove\tRemoves a member from the cluster\n"
-     "\tupdate\tUpdates a member in the cluster\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for member\n"
-     "\n"},
-    {"role", 1,
-     "NAME:\n"
-     "\trole - Role related commands\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl role <subcommand> [flags]\n"
-     "\n"
-     "API VERSION:\n"
-     "\t3.4\n"
-     "\n"
-     "\n"
-     "COMMANDS:\n"
-     "\tadd\t\t\tAdds a new role\n"
-     "\tdelete\t\t\tDeletes a role\n"
-     "\tget\t\t\tGets detailed information of a role\n"
-     "\tgrant-permission\tGrants a key to a role\n"
-     "\tlist\t\t\tLists all roles\n"
-     "\trevoke-permission\tRevokes a key from a role\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for role\n"
-     "\n"},
-    {"snapshot", 1,
-     "NAME:\n"
-     "\tsnapshot - Manages etcd node snapshots\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl snapshot <subcommand> [flags]\n"
-     "\n"
-     "API VERSION:\n"
-     "\t3.4\n"
-     "\n"
-     "\n"
-     "COMMANDS:\n"
-     "\trestore\tRestores an etcd member snapshot to an etcd directory\n"
-     "\tsave\tStores an etcd node backend snapshot to a given file\n"
-     "\tstatus\tGets backend snapshot status of a given file\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for snapshot\n"
-     "\n"},
-    {"user", 1,
-     "NAME:\n"
-     "\tuser - User related commands\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl user <subcommand> [flags]\n"
-     "\n"
-     "API VERSION:\n"
-     "\t3.4\n"
-     "\n"
-     "\n"
-     "COMMANDS:\n"
-     "\tadd\t\tAdds a new user\n"
-     "\tdelete\t\tDeletes a user\n"
-     "\tget\t\tGets detailed information of a user\n"
-     "\tgrant-role\tGrants a role to a user\n"
-     "\tlist\t\tLists all users\n"
-     "\tpasswd\t\tChanges password of user\n"
-     "\trevoke-role\tRevokes a role from a user\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for user\n"
-     "\n"},
-    {"alarm disarm", 1,
-     "NAME:\n"
-     "\talarm disarm - Disarms all alarms\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl alarm disarm [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for disarm\n"
-     "\n"},
-    {"alarm list", 1,
-     "NAME:\n"
-     "\talarm list - Lists all alarms\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl alarm list [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for list\n"
-     "\n"},
-    {"auth disable", 1,
-     "NAME:\n"
-     "\tauth disable - Disables authentication\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl auth disable [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for disable\n"
-     "\n"},
-    {"auth enable", 1,
-     "NAME:\n"
-     "\tauth enable - Enables authentication\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl auth enable [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for enable\n"
-     "\n"},
-    {"check datascale", 1,
-     "NAME:\n"
-     "\tcheck datascale - Check the memory usage of holding data for different "
-     "workloads on a given server endpoint.\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl check datascale [options] [flags]\n"
-     "\n"
-     "DESCRIPTION:\n"
-     "\tIf no endpoint is provided, localhost will be used. If multiple "
-     "endpoints are provided, first endpoint will be used.\n"
-     "\n"
-     "OPTIONS:\n"
-     "      --auto-compact[=false]\t\t\tCompact storage with last revision "
-     "after test is finished.\n"
-     "      --auto-defrag[=false]\t\t\tDefragment storage after test is "
-     "finished.\n"
-     "  -h, --help[=false]\t\t\t\thelp for datascale\n"
-     "      --load=\"s\"\t\t\t\tThe datascale check's workload model. Accepted "
-     "workloads: s(small), m(medium), l(large), xl(xLarge)\n"
-     "      --prefix=\"/etcdctl-check-datascale/\"\tThe prefix for writing the "
-     "datascale check's keys.\n"
-     "\n"},
-    {"check perf", 1,
-     "NAME:\n"
-     "\tcheck perf - Check the performance of the etcd cluster\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl check perf [options] [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "      --auto-compact[=false]\t\tCompact storage with last revision after "
-     "test is finished.\n"
-     "      --auto-defrag[=false]\t\tDefragment storage after test is "
-     "finished.\n"
-     "  -h, --help[=false]\t\t\thelp for perf\n"
-     "      --load=\"s\"\t\t\tThe performance check's workload model. Accepted "
-     "workloads: s(small), m(medium), l(large), xl(xLarge)\n"
-     "      --prefix=\"/etcdctl-check-perf/\"\tThe prefix for writing the "
-     "performance check's keys.\n"
-     "\n"},
-    {"compaction", 1,
-     "NAME:\n"
-     "\tcompaction - Compacts the event history in etcd\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl compaction [options] <revision> [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\t\thelp for compaction\n"
-     "      --physical[=false]\t'true' to wait for compaction to physically "
-     "remove all old revisions\n"
-     "\n"},
-    {"completion bash", 1,
-     "NAME:\n"
-     "\tcompletion bash - Generate the autocompletion script for bash\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl completion bash\n"
-     "\n"
-     "DESCRIPTION:\n"
-     "\tGenerate the autocompletion script for the bash shell.\n"
-     "\t\n"
-     "\tThis script depends on the 'bash-completion' package.\n"
-     "\tIf it is not installed already, you can install it via your OS's "
-     "package manager.\n"
-     "\t\n"
-     "\tTo load completions in your current shell session:\n"
-     "\t\n"
-     "\t\tsource <(etcdctl completion bash)\n"
-     "\t\n"
-     "\tTo load completions for every new session, execute once:\n"
-     "\t\n"
-     "\t#### Linux:\n"
-     "\t\n"
-     "\t\tetcdctl completion bash > /etc/bash_completion.d/etcdctl\n"
-     "\t\n"
-     "\t#### macOS:\n"
-     "\t\n"
-     "\t\tetcdctl completion bash > $(brew "
-     "--prefix)/etc/bash_completion.d/etcdctl\n"
-     "\t\n"
-     "\tYou will need to start a new shell for this setup to take effect.\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\t\thelp for bash\n"
-     "      --no-descriptions[=false]\tdisable completion descriptions\n"
-     "\n"},
-    {"completion fish", 1,
-     "NAME:\n"
-     "\tcompletion fish - Generate the autocompletion script for fish\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl completion fish [flags]\n"
-     "\n"
-     "DESCRIPTION:\n"
-     "\tGenerate the autocompletion script for the fish shell.\n"
-     "\t\n"
-     "\tTo load completions in your current shell session:\n"
-     "\t\n"
-     "\t\tetcdctl completion fish | source\n"
-     "\t\n"
-     "\tTo load completions for every new session, execute once:\n"
-     "\t\n"
-     "\t\tetcdctl completion fish > ~/.config/fish/completions/etcdctl.fish\n"
-     "\t\n"
-     "\tYou will need to start a new shell for this setup to take effect.\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\t\thelp for fish\n"
-     "      --no-descriptions[=false]\tdisable completion descriptions\n"
-     "\n"},
-    {"completion powershell", 1,
-     "NAME:\n"
-     "\tcompletion powershell - Generate the autocompletion script for "
-     "powershell\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl completion powershell [flags]\n"
-     "\n"
-     "DESCRIPTION:\n"
-     "\tGenerate the autocompletion script for powershell.\n"
-     "\t\n"
-     "\tTo load completions in your current shell session:\n"
-     "\t\n"
-     "\t\tetcdctl completion powershell | Out-String | Invoke-Expression\n"
-     "\t\n"
-     "\tTo load completions for every new session, add the output of the above "
-     "command\n"
-     "\tto your powershell profile.\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\t\thelp for powershell\n"
-     "      --no-descriptions[=false]\tdisable completion descriptions\n"
-     "\n"},
-    {"completion zsh", 1,
-     "NAME:\n"
-     "\tcompletion zsh - Generate the autocompletion script for zsh\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl completion zsh [flags]\n"
-     "\n"
-     "DESCRIPTION:\n"
-     "\tGenerate the autocompletion script for the zsh shell.\n"
-     "\t\n"
-     "\tIf shell completion is not already enabled in your environment you "
-     "will need\n"
-     "\tto enable it.  You can execute the following once:\n"
-     "\t\n"
-     "\t\techo \"autoload -U compinit; compinit\" >> ~/.zshrc\n"
-     "\t\n"
-     "\tTo load completions in your current shell session:\n"
-     "\t\n"
-     "\t\tsource <(etcdctl completion zsh); compdef _etcdctl etcdctl\n"
-     "\t\n"
-     "\tTo load completions for every new session, execute once:\n"
-     "\t\n"
-     "\t#### Linux:\n"
-     "\t\n"
-     "\t\tetcdctl completion zsh > \"${fpath[1]}/_etcdctl\"\n"
-     "\t\n"
-     "\t#### macOS:\n"
-     "\t\n"
-     "\t\tetcdctl completion zsh > $(brew "
-     "--prefix)/share/zsh/site-functions/_etcdctl\n"
-     "\t\n"
-     "\tYou will need to start a new shell for this setup to take effect.\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\t\thelp for zsh\n"
-     "      --no-descriptions[=false]\tdisable completion descriptions\n"
-     "\n"},
-    {"defrag", 1,
-     "NAME:\n"
-     "\tdefrag - Defragments the storage of the etcd members with given "
-     "endpoints\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl defrag [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "      --cluster[=false]\tuse all endpoints from the cluster member list\n"
-     "      --data-dir=\"\"\tOptional. If present, defragments a data "
-     "directory not in use by etcd.\n"
-     "  -h, --help[=false]\thelp for defrag\n"
-     "\n"},
-    {"del", 1,
-     "NAME:\n"
-     "\tdel - Removes the specified key or range of keys [key, range_end)\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl del [options] <key> [range_end] [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "      --from-key[=false]\tdelete keys that are greater than or equal to "
-     "the given key using byte compare\n"
-     "  -h, --help[=false]\t\thelp for del\n"
-     "      --prefix[=false]\t\tdelete keys with matching prefix\n"
-     "      --prev-kv[=false]\t\treturn deleted key-value pairs\n"
-     "\n"},
-    {"elect", 1,
-     "NAME:\n"
-     "\telect - Observes and participates in leader election\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl elect <election-name> [proposal] [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for elect\n"
-     "  -l, --listen[=false]\tobservation mode\n"
-     "\n"},
-    {"endpoint hashkv", 0,
-     "NAME:\n"
-     "\tendpoint hashkv - Prints the KV history hash for each endpoint in "
-     "--endpoints\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl endpoint hashkv [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for hashkv\n"
-     "      --rev=0\t\tmaximum revision to hash (default: all revisions)\n"
-     "\n"
-     "GLOBAL OPTIONS:\n"
-     "      --cacert=\"\"\t\t\t\tverify certificates of TLS-enabled secure "
-     "servers using this CA bundle\n"
-     "      --cert=\"\"\t\t\t\t\tidentify secure client using this TLS "
-     "certificate file\n"
-     "      --cluster[=false]\t\t\t\tuse all endpoints from the cluster member "
-     "list\n"
-     "      --command-timeout=5s\t\t\ttimeout for short running command "
-     "(excluding dial timeout)\n"
-     "      --debug[=false]\t\t\t\tenable client-side debug logging\n"
-     "      --dial-timeout=2s\t\t\t\tdial timeout for client connections\n"
-     "  -d, --discovery-srv=\"\"\t\t\tdomain name to query for SRV records "
-     "describing cluster endpoints\n"
-     "      --discovery-srv-name=\"\"\t\t\tservice name to query when using "
-     "DNS discovery\n"
-     "      --endpoints=[127.0.0.1:2379]\t\tgRPC endpoints\n"
-     "      --hex[=false]\t\t\t\tprint byte strings as hex encoded strings\n"
-     "      --insecure-discovery[=true]\t\taccept insecure SRV records "
-     "describing cluster endpoints\n"
-     "      --insecure-skip-tls-verify[=false]\tskip server certificate "
-     "verification (CAUTION: this option should be enabled only for testing "
-     "purposes)\n"
-     "      --insecure-transport[=true]\t\tdisable transport security for "
-     "client connections\n"
-     "      --keepalive-time=2s\t\t\tkeepalive time for client connections\n"
-     "      --keepalive-timeout=6s\t\t\tkeepalive timeout for client "
-     "connections\n"
-     "      --key=\"\"\t\t\t\t\tidentify secure client using this TLS key "
-     "file\n"
-     "      --password=\"\"\t\t\t\tpassword for authentication (if this option "
-     "is used, --user option shouldn't include password)\n"
-     "      --user=\"\"\t\t\t\t\tusername[:password] for authentication "
-     "(prompt if password is not supplied)\n"
-     "  -w, --write-out=\"simple\"\t\t\tset the output format (fields, json, "
-     "protobuf, simple, table)\n"
-     "\n"},
-    {"endpoint health", 0,
-     "NAME:\n"
-     "\tendpoint health - Checks the healthiness of endpoints specified in "
-     "`--endpoints` flag\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl endpoint health [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for health\n"
-     "\n"
-     "GLOBAL OPTIONS:\n"
-     "      --cacert=\"\"\t\t\t\tverify certificates of TLS-enabled secure "
-     "servers using this CA bundle\n"
-     "      --cert=\"\"\t\t\t\t\tidentify secure client using this TLS "
-     "certificate file\n"
-     "      --cluster[=false]\t\t\t\tuse all endpoints from the cluster member "
-     "list\n"
-     "      --command-timeout=5s\t\t\ttimeout for short running command "
-     "(excluding dial timeout)\n"
-     "      --debug[=false]\t\t\t\tenable client-side debug logging\n"
-     "      --dial-timeout=2s\t\t\t\tdial timeout for client connections\n"
-     "  -d, --discovery-srv=\"\"\t\t\tdomain name to query for SRV records "
-     "describing cluster endpoints\n"
-     "      --discovery-srv-name=\"\"\t\t\tservice name to query when using "
-     "DNS discovery\n"
-     "      --endpoints=[127.0.0.1:2379]\t\tgRPC endpoints\n"
-     "      --hex[=false]\t\t\t\tprint byte strings as hex encoded strings\n"
-     "      --insecure-discovery[=true]\t\taccept insecure SRV records "
-     "describing cluster endpoints\n"
-     "      --insecure-skip-tls-verify[=false]\tskip server certificate "
-     "verification (CAUTION: this option should be enabled only for testing "
-     "purposes)\n"
-     "      --insecure-transport[=true]\t\tdisable transport security for "
-     "client connections\n"
-     "      --keepalive-time=2s\t\t\tkeepalive time for client connections\n"
-     "      --keepalive-timeout=6s\t\t\tkeepalive timeout for client "
-     "connections\n"
-     "      --key=\"\"\t\t\t\t\tidentify secure client using this TLS key "
-     "file\n"
-     "      --password=\"\"\t\t\t\tpassword for authentication (if this option "
-     "is used, --user option shouldn't include password)\n"
-     "      --user=\"\"\t\t\t\t\tusername[:password] for authentication "
-     "(prompt if password is not supplied)\n"
-     "  -w, --write-out=\"simple\"\t\t\tset the output format (fields, json, "
-     "protobuf, simple, table)\n"
-     "\n"},
-    {"endpoint status", 0,
-     "NAME:\n"
-     "\tendpoint status - Prints out the status of endpoints specified in "
-     "`--endpoints` flag\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl endpoint status [flags]\n"
-     "\n"
-     "DESCRIPTION:\n"
-     "\tWhen --write-out is set to simple, this command prints out "
-     "comma-separated status lists for each endpoint.\n"
-     "\tThe items in the lists are endpoint, ID, version, db size, is leader, "
-     "is learner, raft term, raft index, raft applied index, errors.\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for status\n"
-     "\n"
-     "GLOBAL OPTIONS:\n"
-     "      --cacert=\"\"\t\t\t\tverify certificates of TLS-enabled secure "
-     "servers using this CA bundle\n"
-     "      --cert=\"\"\t\t\t\t\tidentify secure client using this TLS "
-     "certificate file\n"
-     "      --cluster[=false]\t\t\t\tuse all endpoints from the cluster member "
-     "list\n"
-     "      --command-timeout=5s\t\t\ttimeout for short running command "
-     "(excluding dial timeout)\n"
-     "      --debug[=false]\t\t\t\tenable client-side debug logging\n"
-     "      --dial-timeout=2s\t\t\t\tdial timeout for client connections\n"
-     "  -d, --discovery-srv=\"\"\t\t\tdomain name to query for SRV records "
-     "describing cluster endpoints\n"
-     "      --discovery-srv-name=\"\"\t\t\tservice name to query when using "
-     "DNS discovery\n"
-     "      --endpoints=[127.0.0.1:2379]\t\tgRPC endpoints\n"
-     "      --hex[=false]\t\t\t\tprint byte strings as hex encoded strings\n"
-     "      --insecure-discovery[=true]\t\taccept insecure SRV records "
-     "describing cluster endpoints\n"
-     "      --insecure-skip-tls-verify[=false]\tskip server certificate "
-     "verification (CAUTION: this option should be enabled only for testing "
-     "purposes)\n"
-     "      --insecure-transport[=true]\t\tdisable transport security for "
-     "client connections\n"
-     "      --keepalive-time=2s\t\t\tkeepalive time for client connections\n"
-     "      --keepalive-timeout=6s\t\t\tkeepalive timeout for client "
-     "connections\n"
-     "      --key=\"\"\t\t\t\t\tidentify secure client using this TLS key "
-     "file\n"
-     "      --password=\"\"\t\t\t\tpassword for authentication (if this option "
-     "is used, --user option shouldn't include password)\n"
-     "      --user=\"\"\t\t\t\t\tusername[:password] for authentication "
-     "(prompt if password is not supplied)\n"
-     "  -w, --write-out=\"simple\"\t\t\tset the output format (fields, json, "
-     "protobuf, simple, table)\n"
-     "\n"},
-    {"get", 1,
-     "NAME:\n"
-     "\tget - Gets the key or a range of keys\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl get [options] <key> [range_end] [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "      --consistency=\"l\"\t\t\tLinearizable(l) or Serializable(s)\n"
-     "      --from-key[=false]\t\tGet keys that are greater than or equal to "
-     "the given key using byte compare\n"
-     "  -h, --help[=false]\t\t\thelp for get\n"
-     "      --keys-only[=false]\t\tGet only the keys\n"
-     "      --limit=0\t\t\t\tMaximum number of results\n"
-     "      --order=\"\"\t\t\tOrder of results; ASCEND or DESCEND (ASCEND by "
-     "default)\n"
-     "      --prefix[=false]\t\t\tGet keys with matching prefix\n"
-     "      --print-value-only[=false]\tOnly write values when using the "
-     "\"simple\" output format\n"
-     "      --rev=0\t\t\t\tSpecify the kv revision\n"
-     "      --sort-by=\"\"\t\t\tSort target; CREATE, KEY, MODIFY, VALUE, or "
-     "VERSION\n"
-     "\n"},
-    {"help", 1,
-     "NAME:\n"
-     "\thelp - Help about any command\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl help [command] [flags]\n"
-     "\n"
-     "DESCRIPTION:\n"
-     "\tHelp provides help for any command in the application.\n"
-     "\tSimply type etcdctl help [path to command] for full details.\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for help\n"
-     "\n"},
-    {"lease grant", 1,
-     "NAME:\n"
-     "\tlease grant - Creates leases\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl lease grant <ttl> [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for grant\n"
-     "\n"},
-    {"lease keep-alive", 1,
-     "NAME:\n"
-     "\tlease keep-alive - Keeps leases alive (renew)\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl lease keep-alive [options] <leaseID> [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for keep-alive\n"
-     "      --once[=false]\tResets the keep-alive time to its original value "
-     "and exits immediately\n"
-     "\n"},
-    {"lease list", 1,
-     "NAME:\n"
-     "\tlease list - List all active leases\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl lease list [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for list\n"
-     "\n"},
-    {"lease revoke", 1,
-     "NAME:\n"
-     "\tlease revoke - Revokes leases\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl lease revoke <leaseID> [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for revoke\n"
-     "\n"},
-    {"lease timetolive", 1,
-     "NAME:\n"
-     "\tlease timetolive - Get lease information\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl lease timetolive <leaseID> [options] [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for timetolive\n"
-     "      --keys[=false]\tGet keys attached to this lease\n"
-     "\n"},
-    {"lock", 1,
-     "NAME:\n"
-     "\tlock - Acquires a named lock\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl lock <lockname> [exec-command arg1 arg2 ...] [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for lock\n"
-     "      --ttl=10\t\ttimeout for session\n"
-     "\n"},
-    {"make-mirror", 1,
-     "NAME:\n"
-     "\tmake-mirror - Makes a mirror at the destination etcd cluster\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl make-mirror [options] <destination> [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "      --dest-cacert=\"\"\t\t\tVerify certificates of TLS enabled secure "
-     "servers using this CA bundle\n"
-     "      --dest-cert=\"\"\t\t\tIdentify secure client using this TLS "
-     "certificate file for the destination cluster\n"
-     "      --dest-insecure-transport[=true]\tDisable transport security for "
-     "client connections\n"
-     "      --dest-key=\"\"\t\t\tIdentify secure client using this TLS key "
-     "file\n"
-     "      --dest-prefix=\"\"\t\t\tdestination prefix to mirror a prefix to a "
-     "different prefix in the destination cluster\n"
-     "  -h, --help[=false]\t\t\thelp for make-mirror\n"
-     "      --no-dest-prefix[=false]\t\tmirror key-values to the root of the "
-     "destination cluster\n"
-     "      --prefix=\"\"\t\t\tKey-value prefix to mirror\n"
-     "\n"},
-    {"member add", 1,
-     "NAME:\n"
-     "\tmember add - Adds a member into the cluster\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl member add <memberName> [options] [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for add\n"
-     "      --learner[=false]\tindicates if the new member is raft learner\n"
-     "      --peer-urls=\"\"\tcomma separated peer URLs for the new member.\n"
-     "\n"},
-    {"member list", 1,
-     "NAME:\n"
-     "\tmember list - Lists all members in the cluster\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl member list [flags]\n"
-     "\n"
-     "DESCRIPTION:\n"
-     "\tWhen --write-out is set to simple, this command prints out "
-     "comma-separated member lists for each endpoint.\n"
-     "\tThe items in the lists are ID, Status, Name, Peer Addrs, Client Addrs, "
-     "Is Learner.\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for list\n"
-     "\n"},
-    {"member promote", 1,
-     "NAME:\n"
-     "\tmember promote - Promotes a non-voting member in the cluster\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl member promote <memberID> [flags]\n"
-     "\n"
-     "DESCRIPTION:\n"
-     "\tPromotes a non-voting learner member to a voting one in the cluster.\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for promote\n"
-     "\n"},
-    {"member remove", 1,
-     "NAME:\n"
-     "\tmember remove - Removes a member from the cluster\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl member remove <memberID> [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for remove\n"
-     "\n"},
-    {"member update", 1,
-     "NAME:\n"
-     "\tmember update - Updates a member in the cluster\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl member update <memberID> [options] [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for update\n"
-     "      --peer-urls=\"\"\tcomma separated peer URLs for the updated "
-     "member.\n"
-     "\n"},
-    {"migrate", 1,
-     "NAME:\n"
-     "\tmigrate - Migrates keys in a v2 store to a mvcc store\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl migrate [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "      --data-dir=\"\"\tPath to the data directory\n"
-     "  -h, --help[=false]\thelp for migrate\n"
-     "      --no-ttl[=false]\tDo not convert TTL keys\n"
-     "      --transformer=\"\"\tPath to the user-provided transformer program\n"
-     "      --wal-dir=\"\"\tPath to the WAL directory\n"
-     "\n"},
-    {"move-leader", 1,
-     "NAME:\n"
-     "\tmove-leader - Transfers leadership to another etcd cluster member.\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl move-leader <transferee-member-id> [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for move-leader\n"
-     "\n"},
-    {"put", 1,
-     "NAME:\n"
-     "\tput - Puts the given key into the store\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl put [options] <key> <value> (<value> can also be given from "
-     "stdin) [flags]\n"
-     "\n"
-     "DESCRIPTION:\n"
-     "\tPuts the given key into the store.\n"
-     "\t\n"
-     "\tWhen <value> begins with '-', <value> is interpreted as a flag.\n"
-     "\tInsert '--' for workaround:\n"
-     "\t\n"
-     "\t$ put <key> -- <value>\n"
-     "\t$ put -- <key> <value>\n"
-     "\t\n"
-     "\tIf <value> isn't given as a command line argument and '--ignore-value' "
-     "is not specified,\n"
-     "\tthis command tries to read the value from standard input.\n"
-     "\t\n"
-     "\tIf <lease> isn't given as a command line argument and '--ignore-lease' "
-     "is not specified,\n"
-     "\tthis command tries to read the value from standard input.\n"
-     "\t\n"
-     "\tFor example,\n"
-     "\t$ cat file | put <key>\n"
-     "\twill store the content of the file to <key>.\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\t\thelp for put\n"
-     "      --ignore-lease[=false]\tupdates the key using its current lease\n"
-     "      --ignore-value[=false]\tupdates the key using its current value\n"
-     "      --lease=\"0\"\t\tlease ID (in hexadecimal) to attach to the key\n"
-     "      --prev-kv[=false]\t\treturn the previous key-value pair before "
-     "modification\n"
-     "\n"},
-    {"role add", 1,
-     "NAME:\n"
-     "\trole add - Adds a new role\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl role add <role name> [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for add\n"
-     "\n"},
-    {"role delete", 1,
-     "NAME:\n"
-     "\trole delete - Deletes a role\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl role delete <role name> [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for delete\n"
-     "\n"},
-    {"role get", 1,
-     "NAME:\n"
-     "\trole get - Gets detailed information of a role\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl role get <role name> [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for get\n"
-     "\n"},
-    {"role grant-permission", 1,
-     "NAME:\n"
-     "\trole grant-permission - Grants a key to a role\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl role grant-permission [options] <role name> <permission type> "
-     "<key> [endkey] [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "      --from-key[=false]\tgrant a permission of keys that are greater "
-     "than or equal to the given key using byte compare\n"
-     "  -h, --help[=false]\t\thelp for grant-permission\n"
-     "      --prefix[=false]\t\tgrant a prefix permission\n"
-     "\n"},
-    {"role list", 1,
-     "NAME:\n"
-     "\trole list - Lists all roles\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl role list [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for list\n"
-     "\n"},
-    {"role revoke-permission", 1,
-     "NAME:\n"
-     "\trole revoke-permission - Revokes a key from a role\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl role revoke-permission <role name> <key> [endkey] [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "      --from-key[=false]\trevoke a permission of keys that are greater "
-     "than or equal to the given key using byte compare\n"
-     "  -h, --help[=false]\t\thelp for revoke-permission\n"
-     "      --prefix[=false]\t\trevoke a prefix permission\n"
-     "\n"},
-    {"snapshot restore", 1,
-     "NAME:\n"
-     "\tsnapshot restore - Restores an etcd member snapshot to an etcd "
-     "directory\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl snapshot restore <filename> [options] [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "      --data-dir=\"\"\t\t\t\t\t\tPath to the data directory\n"
-     "  -h, --help[=false]\t\t\t\t\t\thelp for restore\n"
-     "      --initial-advertise-peer-urls=\"http://localhost:2380\"\tList of "
-     "this member's peer URLs to advertise to the rest of the cluster\n"
-     "      --initial-cluster=\"default=http://localhost:2380\"\t\tInitial "
-     "cluster configuration for restore bootstrap\n"
-     "      --initial-cluster-token=\"etcd-cluster\"\t\t\tInitial cluster "
-     "token for the etcd cluster during restore bootstrap\n"
-     "      --name=\"default\"\t\t\t\t\t\tHuman-readable name for this member\n"
-     "      --skip-hash-check[=false]\t\t\t\t\tIgnore snapshot integrity hash "
-     "value (required if copied from data directory)\n"
-     "      --wal-dir=\"\"\t\t\t\t\t\tPath to the WAL directory (use "
-     "--data-dir if none given)\n"
-     "\n"},
-    {"snapshot save", 1,
-     "NAME:\n"
-     "\tsnapshot save - Stores an etcd node backend snapshot to a given file\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl snapshot save <filename> [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for save\n"
-     "\n"},
-    {"snapshot status", 1,
-     "NAME:\n"
-     "\tsnapshot status - Gets backend snapshot status of a given file\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl snapshot status <filename> [flags]\n"
-     "\n"
-     "DESCRIPTION:\n"
-     "\tWhen --write-out is set to simple, this command prints out "
-     "comma-separated status lists for each endpoint.\n"
-     "\tThe items in the lists are hash, revision, total keys, total size.\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for status\n"
-     "\n"},
-    {"txn", 1,
-     "NAME:\n"
-     "\ttxn - Txn processes all the requests in one transaction\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl txn [options] [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\t\thelp for txn\n"
-     "  -i, --interactive[=false]\tInput transaction in interactive mode\n"
-     "\n"},
-    {"user add", 1,
-     "NAME:\n"
-     "\tuser add - Adds a new user\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl user add <user name or user:password> [options] [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\t\thelp for add\n"
-     "      --interactive[=true]\tRead password from stdin instead of "
-     "interactive terminal\n"
-     "      --new-user-password=\"\"\tSupply password from the command line "
-     "flag\n"
-     "      --no-password[=false]\tCreate a user without password (CN based "
-     "auth only)\n"
-     "\n"},
-    {"user delete", 1,
-     "NAME:\n"
-     "\tuser delete - Deletes a user\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl user delete <user name> [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for delete\n"
-     "\n"},
-    {"user get", 1,
-     "NAME:\n"
-     "\tuser get - Gets detailed information of a user\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl user get <user name> [options] [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "      --detail[=false]\tShow permissions of roles granted to the user\n"
-     "  -h, --help[=false]\thelp for get\n"
-     "\n"},
-    {"user grant-role", 1,
-     "NAME:\n"
-     "\tuser grant-role - Grants a role to a user\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl user grant-role <user name> <role name> [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for grant-role\n"
-     "\n"},
-    {"user list", 1,
-     "NAME:\n"
-     "\tuser list - Lists all users\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl user list [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for list\n"
-     "\n"},
-    {"user passwd", 1,
-     "NAME:\n"
-     "\tuser passwd - Changes password of user\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl user passwd <user name> [options] [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\t\thelp for passwd\n"
-     "      --interactive[=true]\tIf true, read password from stdin instead of "
-     "interactive terminal\n"
-     "\n"},
-    {"user revoke-role", 1,
-     "NAME:\n"
-     "\tuser revoke-role - Revokes a role from a user\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl user revoke-role <user name> <role name> [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for revoke-role\n"
-     "\n"},
-    {"version", 1,
-     "NAME:\n"
-     "\tversion - Prints the version of etcdctl\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl version [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\thelp for version\n"
-     "\n"},
-    {"watch", 1,
-     "NAME:\n"
-     "\twatch - Watches events stream on keys or prefixes\n"
-     "\n"
-     "USAGE:\n"
-     "\tetcdctl watch [options] [key or prefix] [range_end] [--] [exec-command "
-     "arg1 arg2 ...] [flags]\n"
-     "\n"
-     "OPTIONS:\n"
-     "  -h, --help[=false]\t\thelp for watch\n"
-     "  -i, --interactive[=false]\tInteractive mode\n"
-     "      --prefix[=false]\t\tWatch on a prefix if prefix is set\n"
-     "      --prev-kv[=false]\t\tget the previous key-value pair before the "
-     "event happens\n"
-     "      --rev=0\t\t\tRevision to start watching\n"
-     "\n"},
-    {NULL, 0, NULL}};
+/* Commands with subcommands; their flags are inherited by the
+ * subcommands (shown under GLOBAL OPTIONS there). */
+static const struct ctl_command ctl_groups[] = {
+    {.name = "alarm",
+     .usage = "alarm <subcommand>",
+     .summary = "Show or clear the cluster's alarms"},
+    {.name = "check",
+     .usage = "check <subcommand>",
+     .summary = "Tests of the cluster's capacity"},
+    {.name = "endpoint",
+     .usage = "endpoint <subcommand>",
+     .summary = "Questions put to each endpoint in turn",
+     .flags = endpoint_group_docs},
+    {.name = "lease",
+     .usage = "lease <subcommand>",
+     .summary = "Create, inspect, renew and revoke leases"},
+    {.name = "member",
+     .usage = "member <subcommand>",
+     .summary = "Show and change the cluster's membership"},
+    {.name = "snapshot",
+     .usage = "snapshot <subcommand>",
+     .summary = "Save, inspect and restore snapshots"},
+    {0}};
 
-const char *ctl_help_text(const char *name, bool *with_global)
-{
-    if (strcmp(name, "etcdctl") == 0) {
-        *with_global = false;
-        return ctl_help_root;
-    }
-    for (const struct ctl_help *h = ctl_helps; h->name; h++)
-        if (strcmp(h->name, name) == 0) {
-            *with_global = h->with_global != 0;
-            return h->text;
-        }
-    return NULL;
-}
+/* etcdctl commands ikadactl does not have. Their names stay known (so a
+ * command line is matched and misspellings suggested as etcdctl does), but
+ * running them or asking for their help is an error. */
+static const char *const ctl_unimplemented[] = {"auth",
+                                                "auth disable",
+                                                "auth enable",
+                                                "check datascale",
+                                                "completion",
+                                                "completion bash",
+                                                "completion fish",
+                                                "completion powershell",
+                                                "completion zsh",
+                                                "make-mirror",
+                                                "migrate",
+                                                "role",
+                                                "role add",
+                                                "role delete",
+                                                "role get",
+                                                "role grant-permission",
+                                                "role list",
+                                                "role revoke-permission",
+                                                "user",
+                                                "user add",
+                                                "user delete",
+                                                "user get",
+                                                "user grant-role",
+                                                "user list",
+                                                "user passwd",
+                                                "user revoke-role",
+                                                NULL};
 
 /* The version command is the framework's own. */
 static int cmd_version(struct ctl *ctl, int argc, char **argv)
@@ -1282,8 +130,21 @@ static int cmd_version(struct ctl *ctl, int argc, char **argv)
     return CTL_EXIT_SUCCESS;
 }
 
+/* "help" is run by main() itself (run_help); the entry gives its help. */
 static const struct ctl_command ctl_builtin_commands[] = {
-    {"version", cmd_version, "version"}, {0}};
+    {.name = "version",
+     .run = cmd_version,
+     .usage = "version",
+     .summary = "Print the version of the tool and of its API"},
+    {.name = "help",
+     .usage = "help [command]",
+     .summary = "Show the help of a command, or the list of commands"},
+    {0}};
+
+static const struct ctl_command ctl_root = {
+    .name = "etcdctl",
+    .usage = "etcdctl",
+    .summary = "ikadactl, the command line client of ikada (and etcd v3)"};
 
 static const struct ctl_command *const *all_tables(void)
 {
@@ -1295,36 +156,461 @@ static const struct ctl_command *const *all_tables(void)
     return t;
 }
 
+/* A runnable command by full name (not "help"). */
 static const struct ctl_command *find_impl(const char *name)
 {
     for (const struct ctl_command *const *t = all_tables(); *t; t++)
         for (const struct ctl_command *c = *t; c->name; c++)
-            if (strcmp(c->name, name) == 0)
+            if (c->run && strcmp(c->name, name) == 0)
                 return c;
     return NULL;
 }
 
-/* Names known to etcdctl's command tree: top level (@parent NULL) or the
- * subcommands of @parent. Returns the count, names in *out (sorted). */
+static const struct ctl_command *find_group(const char *name)
+{
+    for (const struct ctl_command *c = ctl_groups; c->name; c++)
+        if (strcmp(c->name, name) == 0)
+            return c;
+    return NULL;
+}
+
+/* Any command with a help text: runnable, "help", group or the root. */
+static const struct ctl_command *find_documented(const char *name)
+{
+    if (strcmp(name, ctl_root.name) == 0)
+        return &ctl_root;
+    for (const struct ctl_command *const *t = all_tables(); *t; t++)
+        for (const struct ctl_command *c = *t; c->name; c++)
+            if (strcmp(c->name, name) == 0)
+                return c;
+    return find_group(name);
+}
+
+bool ctl_help_unimplemented(const char *name)
+{
+    for (size_t i = 0; ctl_unimplemented[i]; i++)
+        if (strcmp(ctl_unimplemented[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* ------------------------------------------------------------ tabwriter */
+
+/*
+ * etcdctl passes its help through Go's text/tabwriter (minimum width 0,
+ * tab width 8, padding 1, padded with tabs). The same alignment here:
+ * cells end at a '\t'; the cells of one column in consecutive lines form
+ * a block whose width is the widest cell plus one, rounded up to a
+ * multiple of 8, and each cell is followed by as many tabs as it takes to
+ * reach that width. The text after a line's last tab is not a cell.
+ */
+struct tw_line {
+    char **cell; /* cells, then the rest of the line */
+    size_t n;    /* number of entries in cell (cells + 1) */
+    size_t *width;
+};
+
+static void tw_columns(struct tw_line *l, size_t l0, size_t l1, size_t col)
+{
+    size_t i = l0;
+    while (i < l1) {
+        if (l[i].n - 1 <= col) {
+            i++;
+            continue;
+        }
+        size_t j = i, w = 0;
+        for (; j < l1 && l[j].n - 1 > col; j++) {
+            size_t cw = strlen(l[j].cell[col]) + 1;
+            if (cw > w)
+                w = cw;
+        }
+        w = (w + 7) / 8 * 8;
+        for (size_t k = i; k < j; k++)
+            l[k].width[col] = w;
+        tw_columns(l, i, j, col + 1);
+        i = j;
+    }
+}
+
+/* Writes @text to @f aligned as etcdctl's tabwriter does; frees nothing. */
+static void tw_write(FILE *f, char *text)
+{
+    size_t nl = 1;
+    for (char *p = text; *p; p++)
+        nl += *p == '\n';
+    struct tw_line *l = calloc(nl, sizeof(*l));
+    if (l == NULL) {
+        fputs(text, f);
+        return;
+    }
+    size_t n = 0;
+    char *save = text;
+    for (;;) {
+        char *eol = strchr(save, '\n');
+        if (eol)
+            *eol = '\0';
+        size_t nc = 1;
+        for (char *p = save; *p; p++)
+            nc += *p == '\t';
+        l[n].cell = calloc(nc, sizeof(char *));
+        l[n].width = calloc(nc, sizeof(size_t));
+        if (l[n].cell && l[n].width) {
+            l[n].n = nc;
+            char *c = save;
+            for (size_t k = 0; k < nc; k++) {
+                l[n].cell[k] = c;
+                char *t = strchr(c, '\t');
+                if (t) {
+                    *t = '\0';
+                    c = t + 1;
+                }
+            }
+        } else {
+            l[n].n = 0;
+        }
+        n++;
+        if (!eol)
+            break;
+        save = eol + 1;
+    }
+    tw_columns(l, 0, n, 0);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k + 1 < l[i].n; k++) {
+            size_t tw = strlen(l[i].cell[k]);
+            fputs(l[i].cell[k], f);
+            for (size_t t = (l[i].width[k] - tw + 7) / 8; t > 0; t--)
+                fputc('\t', f);
+        }
+        if (l[i].n > 0)
+            fputs(l[i].cell[l[i].n - 1], f);
+        if (i + 1 < n)
+            fputc('\n', f);
+        free(l[i].cell);
+        free(l[i].width);
+    }
+    free(l);
+}
+
+/* ------------------------------------------------------------ help texts */
+
+static const struct ctl_flag_doc help_flag_doc = {"help", 'h', "bool", "false",
+                                                  "print this help"};
+
+static int doc_cmp(const void *a, const void *b)
+{
+    const struct ctl_flag_doc *x = *(const struct ctl_flag_doc *const *)a;
+    const struct ctl_flag_doc *y = *(const struct ctl_flag_doc *const *)b;
+    return strcmp(x->name, y->name);
+}
+
+/* Up to three flag tables (NULL allowed) merged and sorted by name, plus
+ * the help flag when @help; *n gets the count. Caller frees. */
+static const struct ctl_flag_doc **merge_docs(const struct ctl_flag_doc *a,
+                                              const struct ctl_flag_doc *b,
+                                              bool help, size_t *n)
+{
+    size_t cnt = help ? 1 : 0;
+    for (const struct ctl_flag_doc *d = a; d && d->name; d++)
+        cnt++;
+    for (const struct ctl_flag_doc *d = b; d && d->name; d++)
+        cnt++;
+    const struct ctl_flag_doc **v = calloc(cnt + 1, sizeof(*v));
+    if (v == NULL) {
+        *n = 0;
+        return NULL;
+    }
+    size_t k = 0;
+    if (help)
+        v[k++] = &help_flag_doc;
+    for (const struct ctl_flag_doc *d = a; d && d->name; d++)
+        v[k++] = d;
+    for (const struct ctl_flag_doc *d = b; d && d->name; d++)
+        v[k++] = d;
+    qsort(v, k, sizeof(*v), doc_cmp);
+    *n = k;
+    return v;
+}
+
+/* One flag line in etcdctl's help layout (a cell, then the text). */
+static void flag_line(FILE *f, const struct ctl_flag_doc *d, const char *word)
+{
+    if (d->short_name)
+        fprintf(f, "  -%c, --%s", d->short_name, d->name);
+    else
+        fprintf(f, "      --%s", d->name);
+    if (strcmp(d->type, "bool") == 0)
+        fprintf(f, "[=%s]", d->def);
+    else if (strcmp(d->type, "string") == 0)
+        fprintf(f, "=\"%s\"", d->def);
+    else
+        fprintf(f, "=%s", d->def);
+    if (d == &help_flag_doc)
+        fprintf(f, "\tprint the help of %s\n", word);
+    else
+        fprintf(f, "\t%s\n", d->doc);
+}
+
+static void flag_lines(FILE *f, const struct ctl_flag_doc *a,
+                       const struct ctl_flag_doc *b, bool help,
+                       const char *word)
+{
+    size_t n;
+    const struct ctl_flag_doc **v = merge_docs(a, b, help, &n);
+    for (size_t i = 0; i < n; i++)
+        flag_line(f, v[i], word);
+    free(v);
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The subcommand list of a group (@prefix "member "), or of the root
+ * (@prefix NULL: every runnable command by full name); the etcdctl
+ * commands ikadactl lacks go to the NOT IMPLEMENTED section. */
+static void command_lines(FILE *f, const char *prefix)
+{
+    size_t pl = prefix ? strlen(prefix) : 0;
+    const struct ctl_command *v[128];
+    size_t n = 0;
+    for (const struct ctl_command *const *t = all_tables(); *t; t++)
+        for (const struct ctl_command *c = *t; c->name && n < 128; c++)
+            if (!prefix || strncmp(c->name, prefix, pl) == 0)
+                v[n++] = c;
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && strcmp(v[j - 1]->name, v[j]->name) > 0;
+             j--) {
+            const struct ctl_command *x = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = x;
+        }
+    fputs("COMMANDS:\n", f);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "\t%s\t%s\n", v[i]->name + pl, v[i]->summary);
+    const char *u[64];
+    size_t nu = 0;
+    for (size_t i = 0; ctl_unimplemented[i] && nu < 64; i++) {
+        const char *name = ctl_unimplemented[i];
+        const char *sp = strchr(name, ' ');
+        bool in;
+        if (prefix) {
+            in = strncmp(name, prefix, pl) == 0;
+        } else if (sp == NULL) {
+            in = true;
+        } else { /* a subcommand, unless its whole group is missing */
+            char group[64];
+            snprintf(group, sizeof(group), "%.*s", (int)(sp - name), name);
+            in = !ctl_help_unimplemented(group);
+        }
+        if (in)
+            u[nu++] = name;
+    }
+    qsort(u, nu, sizeof(u[0]), str_cmp);
+    if (nu > 0) {
+        fputs("\nNOT IMPLEMENTED BY IKADACTL:\n\t", f);
+        for (size_t i = 0; i < nu; i++)
+            fprintf(f, "%s%s", i ? ", " : "", u[i] + pl);
+        fputc('\n', f);
+    }
+}
+
+static void help_text(FILE *f, const char *name, bool with_help_flag)
+{
+    const struct ctl_command *c = find_documented(name);
+    if (c == NULL) {
+        fprintf(f, "NAME:\n\t%s - %s\n\nGLOBAL OPTIONS:\n", name,
+                ctl_help_unimplemented(name) ? "not implemented by ikadactl"
+                                             : "unknown command");
+        flag_lines(f, global_docs, NULL, false, name);
+        fputc('\n', f);
+        return;
+    }
+    const char *word = strrchr(c->name, ' ');
+    word = word ? word + 1 : c->name;
+    /* the parent's words come before the usage; a group's flags are
+     * inherited by its subcommands */
+    char parent[128] = "";
+    const struct ctl_command *pg = NULL;
+    if (word != c->name) {
+        snprintf(parent, sizeof(parent), "%.*s", (int)(word - c->name - 1),
+                 c->name);
+        pg = find_group(parent);
+    }
+    fprintf(f, "NAME:\n\t%s - %s\n\n", c->name, c->summary);
+    if (c == &ctl_root)
+        fputs("USAGE:\n\tetcdctl [flags]\n\n", f);
+    else
+        fprintf(f, "USAGE:\n\tetcdctl %s%s%s [flags]\n\n", parent,
+                *parent ? " " : "", c->usage);
+    bool group = c->run == NULL && (c == &ctl_root || find_group(name));
+    if (c == &ctl_root)
+        fputs("VERSION:\n\t3.4.23\n\n", f);
+    if (group)
+        fputs("API VERSION:\n\t3.4\n\n\n", f);
+    if (c->description) {
+        fputs("DESCRIPTION:\n", f);
+        for (const char *p = c->description; *p;) {
+            const char *e = strchr(p, '\n');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            fprintf(f, "\t%.*s\n", (int)len, p);
+            p += len + (e ? 1 : 0);
+        }
+        fputc('\n', f);
+    }
+    if (group) {
+        char pfx[128];
+        snprintf(pfx, sizeof(pfx), "%s ", name);
+        command_lines(f, c == &ctl_root ? NULL : pfx);
+        fputc('\n', f);
+    }
+    fputs("OPTIONS:\n", f);
+    if (c == &ctl_root) {
+        flag_lines(f, global_docs, NULL, with_help_flag, "etcdctl");
+        fputc('\n', f);
+        return;
+    }
+    flag_lines(f, c->flags, NULL, true, word);
+    fputs("\nGLOBAL OPTIONS:\n", f);
+    flag_lines(f, global_docs, pg ? pg->flags : NULL, false, word);
+    fputc('\n', f);
+}
+
+void ctl_help_write(FILE *f, const char *name, bool with_help_flag)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (m == NULL)
+        return;
+    help_text(m, name, with_help_flag);
+    fclose(m);
+    tw_write(f, buf);
+    free(buf);
+}
+
+/* pflag's name for a type in its usage lines ("" for bool). */
+static const char *pflag_type_word(const char *type)
+{
+    if (strcmp(type, "bool") == 0)
+        return "";
+    if (strcmp(type, "int64") == 0)
+        return "int";
+    if (strcmp(type, "uint64") == 0)
+        return "uint";
+    if (strcmp(type, "stringSlice") == 0)
+        return "strings";
+    return type;
+}
+
+static bool pflag_default_is_zero(const struct ctl_flag_doc *d)
+{
+    const char *t = d->type, *v = d->def;
+    if (strcmp(t, "bool") == 0)
+        return strcmp(v, "false") == 0;
+    if (strcmp(t, "string") == 0)
+        return *v == '\0';
+    if (strcmp(t, "duration") == 0)
+        return strcmp(v, "0s") == 0 || strcmp(v, "0") == 0;
+    if (strcmp(t, "stringSlice") == 0)
+        return strcmp(v, "[]") == 0;
+    return strcmp(v, "0") == 0;
+}
+
+void ctl_help_write_pflag(FILE *f, const char *name)
+{
+    const struct ctl_command *c = find_documented(name);
+    if (c == NULL)
+        return;
+    size_t n;
+    const struct ctl_flag_doc **v = merge_docs(c->flags, NULL, true, &n);
+    char **left = calloc(n + 1, sizeof(char *));
+    size_t maxlen = 0;
+    for (size_t i = 0; v && left && i < n; i++) {
+        const char *tw = pflag_type_word(v[i]->type);
+        if (v[i]->short_name)
+            (void)!asprintf(&left[i], "  -%c, --%s%s%s", v[i]->short_name,
+                            v[i]->name, *tw ? " " : "", tw);
+        else
+            (void)!asprintf(&left[i], "      --%s%s%s", v[i]->name,
+                            *tw ? " " : "", tw);
+        if (left[i] && strlen(left[i]) > maxlen)
+            maxlen = strlen(left[i]);
+    }
+    fprintf(f, "Usage:\n   %s [flags]\n\nFlags:\n", c->usage);
+    for (size_t i = 0; v && left && i < n; i++) {
+        if (left[i] == NULL)
+            continue;
+        const char *doc = v[i] == &help_flag_doc ? NULL : v[i]->doc;
+        fprintf(f, "%s%*s", left[i], (int)(maxlen - strlen(left[i]) + 3), "");
+        if (doc)
+            fputs(doc, f);
+        else
+            fprintf(f, "print the help of %s", c->name);
+        if (!pflag_default_is_zero(v[i])) {
+            if (strcmp(v[i]->type, "string") == 0)
+                fprintf(f, " (default \"%s\")", v[i]->def);
+            else
+                fprintf(f, " (default %s)", v[i]->def);
+        }
+        fputc('\n', f);
+        free(left[i]);
+    }
+    fputc('\n', f);
+    free(left);
+    free(v);
+}
+
+/* ------------------------------------------------------- command lookup */
+
+/* The names of the command tree, etcdctl's (ikadactl's commands and the
+ * ones it lacks): the top-level words (@parent NULL) or the subcommands
+ * of @parent. Returns the count; names in *out, sorted, no duplicates. */
 static size_t child_names(const char *parent, const char **out, size_t max)
 {
     size_t n = 0;
     size_t pl = parent ? strlen(parent) : 0;
-    if (!parent && n < max)
-        out[n++] = "help";
-    for (const struct ctl_help *h = ctl_helps; h->name; h++) {
-        const char *sp = strchr(h->name, ' ');
+    const char *all[256];
+    size_t na = 0;
+    for (const struct ctl_command *const *t = all_tables(); *t; t++)
+        for (const struct ctl_command *c = *t; c->name && na < 256; c++)
+            all[na++] = c->name;
+    for (const struct ctl_command *c = ctl_groups; c->name && na < 256; c++)
+        all[na++] = c->name;
+    for (size_t i = 0; ctl_unimplemented[i] && na < 256; i++)
+        all[na++] = ctl_unimplemented[i];
+    /* top-level words of multi-word names, copied (the same each call) */
+    static char words[256][64];
+    for (size_t i = 0; i < na; i++) {
+        const char *name = all[i], *w;
+        size_t wl;
         if (!parent) {
-            if (sp)
-                continue;
+            const char *sp = strchr(name, ' ');
+            w = name;
+            wl = sp ? (size_t)(sp - name) : strlen(name);
         } else {
-            if (!sp || (size_t)(sp - h->name) != pl ||
-                strncmp(h->name, parent, pl) != 0)
+            if (strncmp(name, parent, pl) != 0 || name[pl] != ' ')
                 continue;
+            w = name + pl + 1;
+            wl = strlen(w);
         }
-        if (n < max)
-            out[n++] = parent ? sp + 1 : h->name;
+        if (wl >= sizeof(words[0]))
+            continue;
+        bool dup = false;
+        for (size_t k = 0; k < n; k++)
+            if (strlen(out[k]) == wl && strncmp(out[k], w, wl) == 0)
+                dup = true;
+        if (dup || n >= max)
+            continue;
+        if (parent) {
+            out[n++] = w; /* the name's tail, NUL-terminated already */
+            continue;
+        }
+        memcpy(words[i], w, wl);
+        words[i][wl] = '\0';
+        out[n++] = words[i];
     }
+    qsort(out, n, sizeof(out[0]), str_cmp);
     return n;
 }
 
@@ -1435,18 +721,15 @@ static bool global_takes_value(const char *s)
 
 static void print_root_help(struct ctl *ctl, bool with_help_flag)
 {
-    if (with_help_flag) {
-        fputs(ctl_help_root, ctl->out);
-        return;
-    }
-    const char *h = strstr(ctl_help_root, "  -h, --help[=false]");
-    const char *e = h ? strchr(h, '\n') : NULL;
-    if (!h || !e) {
-        fputs(ctl_help_root, ctl->out);
-        return;
-    }
-    fwrite(ctl_help_root, 1, (size_t)(h - ctl_help_root), ctl->out);
-    fputs(e + 1, ctl->out);
+    ctl_help_write(ctl->out, "etcdctl", with_help_flag);
+}
+
+static int not_implemented(struct ctl *ctl, const char *name)
+{
+    return ctl_fail(ctl, CTL_EXIT_ERROR,
+                    "\"%s\" is an etcdctl command that ikadactl does not "
+                    "implement",
+                    name);
 }
 
 static int run_help(struct ctl *ctl, char **words, int nwords)
@@ -1461,7 +744,10 @@ static int run_help(struct ctl *ctl, char **words, int nwords)
     const char *top = match_name(names, n, words[0]);
     char full[256];
     if (top == NULL) {
-        fprintf(ctl->out, "Unknown help topic [`%s`]\n", words[0]);
+        fputs("Unknown help topic [", ctl->err);
+        for (int i = 0; i < nwords; i++)
+            fprintf(ctl->err, "%s`%s`", i ? " " : "", words[i]);
+        fputs("]\n", ctl->err);
         print_root_help(ctl, false);
         return 0;
     }
@@ -1472,12 +758,9 @@ static int run_help(struct ctl *ctl, char **words, int nwords)
         if (sub)
             snprintf(full, sizeof(full), "%s %s", top, sub);
     }
-    struct ctl_command tmp = {full, NULL, full};
-    ctl->cmd = find_impl(full);
-    if (ctl->cmd == NULL)
-        ctl->cmd = &tmp;
-    ctl_print_usage(ctl);
-    ctl->cmd = NULL;
+    if (ctl_help_unimplemented(full))
+        return not_implemented(ctl, full);
+    ctl_help_write(ctl->out, full, true);
     return 0;
 }
 
@@ -1553,7 +836,7 @@ int main(int argc, char **argv)
     int rc;
     if (nw == 0) {
         /* the root command: flags, then its help */
-        struct ctl_command root = {"etcdctl", NULL, "etcdctl"};
+        struct ctl_command root = {.name = "etcdctl"};
         ctl.cmd = &root;
         int np = 0;
         static const struct ctl_flag none[] = {{0}};
@@ -1565,17 +848,19 @@ int main(int argc, char **argv)
     } else if (strcmp(full, "help") == 0) {
         int np = 0;
         static const struct ctl_flag none[] = {{0}};
-        struct ctl_command hc = {"help", NULL, "help"};
+        struct ctl_command hc = {.name = "help"};
         ctl.cmd = &hc;
         rc = ctl_parse_flags(&ctl, nrest, rest, none, &np);
         if (rc < 0)
             rc = run_help(&ctl, rest, np);
+    } else if (ctl_help_unimplemented(full)) {
+        rc = not_implemented(&ctl, full);
     } else if ((cmd = find_impl(full)) != NULL) {
         ctl.cmd = cmd;
         ctl.cmd_name = cmd->name;
         rc = cmd->run(&ctl, nrest, rest);
     } else if (is_group(full)) {
-        struct ctl_command gc = {full, NULL, full};
+        struct ctl_command gc = {.name = full};
         ctl.cmd = &gc;
         int np = 0;
         static const struct ctl_flag none[] = {{0}};

@@ -68,7 +68,7 @@ endif
 
 # Black-box tests: shell scripts that start ./ikada (and real etcd) on
 # loopback and drive them with real clients.
-INTEGRATION_TESTS = tests/integration/flags.sh tests/integration/durability.sh tests/integration/etcdctl_diff.sh tests/integration/etcdctl_diff_cluster.sh tests/integration/ikadactl_diff.sh tests/integration/ikadactl_cluster.sh tests/integration/client_pkgconfig.sh tests/integration/snapshot_restore.sh
+INTEGRATION_TESTS = tests/integration/flags.sh tests/integration/durability.sh tests/integration/etcdctl_diff.sh tests/integration/etcdctl_diff_cluster.sh tests/integration/ikadactl_diff.sh tests/integration/ikadactl_cluster.sh tests/integration/client_pkgconfig.sh tests/integration/snapshot_restore.sh tests/integration/ikadactl_auth.sh
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh \
 	tests/integration/normalize.py tests/integration/durability_load.py \

@@ -39,7 +39,11 @@
 # CLI mode (IK_DIFF_CLI=/path/to/ikadactl): both sides run a fresh real etcd;
 # the reference side records real etcdctl, the other side records the CLI
 # under test with the same arguments (the transcript still shows
-# "etcdctl ..."), so the CLI must match etcdctl byte for byte.
+# "etcdctl ..."), so the CLI must match etcdctl byte for byte, except for
+# help texts: normalize.py reduces them (on both sides, in every mode) to
+# the command name, usage line and flags with their defaults, so a CLI with
+# help worded its own way still passes while a missing flag or a different
+# default fails.
 #
 # Env: IKADA_TEST_SERVER=etcd runs etcd against etcd (validates the script),
 # IK_KEEP_TMP=1 keeps transcripts and logs, IK_DIFF_CLUSTER=3 cluster mode,

@@ -23,6 +23,12 @@ Normalised (and nothing else):
   - the keys attached to a lease are sorted (etcd lists them in map order)
   - tables are re-rendered with single spaces (column widths follow the
     normalised cells)
+  - help texts (etcdctl's "NAME:/USAGE:/.../OPTIONS:" help on -h, `help`,
+    flag errors; cobra's "Usage:/Flags:" usage a txn prints) are reduced
+    to their skeleton: the command name, the USAGE, VERSION and API
+    VERSION lines, and the sorted flags of OPTIONS and GLOBAL OPTIONS (or
+    Flags:) with short name, type and default; descriptions, command lists
+    and other prose are dropped (ikadactl words its help itself)
 Revisions, counts, keys, values, error texts and exit codes are never
 touched. Bytes that are not printable UTF-8 are shown as \\xNN.
 
@@ -353,6 +359,93 @@ def rerender_tables(text):
     return "\n".join(out)
 
 
+HELP_SECTION = re.compile(r"^[A-Z][A-Z ]*:$")
+HELP_KEPT = ("USAGE:", "VERSION:", "API VERSION:")
+HELP_FLAGS = ("OPTIONS:", "GLOBAL OPTIONS:")
+# a flag line of pflag's usage: "  -h, --help           help" or
+# "      --lease string   lease ID (default "0")"
+PFLAG_LINE = re.compile(r"^ +((?:-\w, )?--[\w-]+(?: \w+)?)(?:   +(.*))?$")
+
+
+def help_skeleton(text):
+    """Reduce the help texts in @text to their skeleton (see the module
+    doc). An etcdctl help starts at a "NAME:" line followed by an indented
+    line and runs while lines are blank, indented or section headers
+    ("OPTIONS:"); it must have a USAGE: section, else it is left alone.
+    A cobra usage is "Usage:" + an indented line, then "Flags:" and its
+    flag lines."""
+    lines = text.split("\n")
+    out = []
+    i = 0
+    while i < len(lines):
+        if (lines[i] == "NAME:" and i + 1 < len(lines) and
+                lines[i + 1].startswith("\t")):
+            j = i + 1
+            while j < len(lines) and (lines[j] == "" or
+                                      lines[j][0] in "\t " or
+                                      HELP_SECTION.match(lines[j])):
+                j += 1
+            # a trailing blank line may belong to what follows
+            while j > i + 1 and lines[j - 1] == "" and j < len(lines):
+                j -= 1
+            block = lines[i:j]
+            if "USAGE:" in block:
+                out.extend(_etcdctl_help(block))
+                i = j
+                continue
+        if (lines[i] == "Usage:" and i + 1 < len(lines) and
+                lines[i + 1].startswith("   ")):
+            j = i + 2
+            flags = []
+            if j + 1 < len(lines) and lines[j] == "" and \
+                    lines[j + 1] == "Flags:":
+                j += 2
+                while j < len(lines) and lines[j].startswith(" "):
+                    m = PFLAG_LINE.match(lines[j])
+                    if not m:
+                        flags.append("(unparsed flag line) " + lines[j])
+                    else:
+                        d = re.search(r" \(default (.*)\)$", m.group(2) or "")
+                        flags.append(m.group(1) +
+                                     (" (default %s)" % d.group(1) if d
+                                      else ""))
+                    j += 1
+            out.append("<cobra usage skeleton>")
+            out.append("Usage: " + lines[i + 1].strip())
+            out.extend("Flag: " + f for f in sorted(
+                flags, key=lambda f: f.strip().split("--", 1)[-1]))
+            out.append("</cobra usage skeleton>")
+            i = j
+            continue
+        out.append(lines[i])
+        i += 1
+    return "\n".join(out)
+
+
+def _etcdctl_help(block):
+    name = block[1].strip().split(" - ", 1)[0]
+    res = ["<help skeleton: %s>" % name]
+    section = None
+    flags = {}
+    for line in block[2:]:
+        if HELP_SECTION.match(line):
+            section = line
+            continue
+        if not line.strip():
+            continue
+        if section in HELP_KEPT:
+            res.append("%s %s" % (section, line.strip()))
+        elif section in HELP_FLAGS:
+            # the flag cell ends at the first tab (tab-aligned layout)
+            flags.setdefault(section, []).append(line.split("\t", 1)[0])
+    for section in HELP_FLAGS:
+        for f in sorted(flags.get(section, []),
+                        key=lambda f: f.strip().split("--", 1)[-1]):
+            res.append("%s %s" % (section, f.strip()))
+    res.append("</help skeleton>")
+    return res
+
+
 MEMBER_ORDER_NOTE = "(members not listed by ascending ID)\n"
 
 
@@ -494,7 +587,7 @@ def show_block(data, ctx, member_list=False):
     """Escape + normalise one output stream; mark a missing final newline."""
     if not data:
         return ""
-    text = escape(data)
+    text = help_skeleton(escape(data))
     if member_list:
         text = order_members(text, ctx)
     text = normalise_text(text, ctx)

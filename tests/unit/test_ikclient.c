@@ -113,7 +113,6 @@ void __wrap_free(void *p)
 /* ------------------------------------------------------------------------ */
 /* Fake servers */
 
-#define PORT_BASE 41100
 #define MAX_HELD 16
 
 enum range_mode { RM_OK, RM_NOLEADER, RM_HOLD };
@@ -380,7 +379,10 @@ static uint64_t mono_ms(void)
     return uv_hrtime() / 1000000u;
 }
 
-static void fsrv_start(struct fsrv *f, uv_loop_t *loop, int id, uint16_t port)
+/* Starts fake server @id listening on 127.0.0.1 on a port the kernel
+ * picks (port 0), read back into f->port: fixed ports could collide with
+ * the ephemeral ports of other tests' outgoing connections. */
+static void fsrv_start(struct fsrv *f, uv_loop_t *loop, int id)
 {
     struct grpc_server_config cfg;
     char errmsg[IK_ERRMSG_SIZE];
@@ -390,11 +392,12 @@ static void fsrv_start(struct fsrv *f, uv_loop_t *loop, int id, uint16_t port)
     cfg.n_methods = sizeof(fake_methods) / sizeof(fake_methods[0]);
     cfg.now_ms = mono_ms;
     f->id = id;
-    f->port = port;
     f->s.data = f;
     assert_int_equal(grpc_uv_server_init(&f->s, loop, &cfg), 0);
-    assert_int_equal(grpc_uv_server_listen(&f->s, "127.0.0.1", port, errmsg),
-                     0);
+    assert_int_equal(grpc_uv_server_listen(&f->s, "127.0.0.1", 0, errmsg), 0);
+    /* the bound port, read with uv_tcp_getsockname() by grpc_uv */
+    f->port = grpc_uv_server_port(&f->s);
+    assert_true(f->port != 0);
     uv_timer_init(loop, &f->kill_timer);
     f->kill_timer.data = f;
     f->up = true;
@@ -409,10 +412,27 @@ struct fx {
     int n_srv;
     struct ikclient *c;
     char eps[3][64];
+    int refuse_fd; /* first_refuses: the refusing socket, else -1 */
 };
 
-/* Unique ports per test so no TIME_WAIT or leftover listener interferes. */
-static uint16_t next_port = PORT_BASE;
+/* A loopback TCP socket bound to a kernel-chosen port and not listening:
+ * connects to that port are refused for as long as the socket is open.
+ * Returns the fd; *port gets the port. */
+static int refusing_socket(uint16_t *port)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    assert_true(fd >= 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
 
 static struct fx *fx_new(int n_srv, bool first_refuses, uint64_t req_ms)
 {
@@ -424,16 +444,19 @@ static struct fx *fx_new(int n_srv, bool first_refuses, uint64_t req_ms)
 
     assert_non_null(t);
     assert_int_equal(uv_loop_init(&t->loop), 0);
+    t->refuse_fd = -1;
     if (first_refuses) {
-        /* nothing listens there */
+        /* bound, but nothing listens there */
+        uint16_t port;
+        t->refuse_fd = refusing_socket(&port);
         snprintf(t->eps[n], sizeof(t->eps[n]), "http://127.0.0.1:%u",
-                 (unsigned)next_port++);
+                 (unsigned)port);
         n++;
     }
     for (i = 0; i < n_srv; i++) {
-        uint16_t port = next_port++;
-        fsrv_start(&t->srv[i], &t->loop, i + 1, port);
-        snprintf(t->eps[n], sizeof(t->eps[n]), "127.0.0.1:%u", (unsigned)port);
+        fsrv_start(&t->srv[i], &t->loop, i + 1);
+        snprintf(t->eps[n], sizeof(t->eps[n]), "127.0.0.1:%u",
+                 (unsigned)t->srv[i].port);
         n++;
     }
     t->n_srv = n_srv;
@@ -477,6 +500,9 @@ static void fx_free(struct fx *t)
         uv_walk(&t->loop, walk_close, NULL);
         uv_run(&t->loop, UV_RUN_DEFAULT);
         fail_msg("handles left open on the loop");
+    }
+    if (t->refuse_fd >= 0) {
+        close(t->refuse_fd);
     }
     free(t);
 }
@@ -1047,20 +1073,22 @@ static void test_keepalive_once(void **state)
 }
 
 /* A listener whose accept queue is full: connects to it hang (the SYNs
- * are dropped). Returns the listening fd; fills[] get the filler sockets. */
-static int hang_listener(uint16_t port, int fills[3])
+ * are dropped). Binds a kernel-chosen port (*port gets it). Returns the
+ * listening fd; fills[] get the filler sockets. */
+static int hang_listener(uint16_t *port, int fills[3])
 {
     struct sockaddr_in sa;
-    int one = 1, fd, i;
+    socklen_t len = sizeof(sa);
+    int fd, i;
 
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    *port = ntohs(sa.sin_port);
     assert_int_equal(listen(fd, 0), 0);
     for (i = 0; i < 3; i++) {
         fills[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -1084,17 +1112,17 @@ static void test_dial_timeout(void **state)
     Etcdserverpb__RangeResponse *resp;
     Etcdserverpb__StatusResponse *sr;
     struct ikclient_status st;
-    uint16_t hport = next_port++;
+    uint16_t hport;
     int fills[3], lfd, i;
     uint64_t t0, el;
     (void)state;
 
     memset(&f, 0, sizeof(f));
     assert_int_equal(uv_loop_init(&loop), 0);
-    lfd = hang_listener(hport, fills);
-    fsrv_start(&f, &loop, 7, next_port);
+    lfd = hang_listener(&hport, fills);
+    fsrv_start(&f, &loop, 7);
     snprintf(ep0, sizeof(ep0), "127.0.0.1:%u", (unsigned)hport);
-    snprintf(ep1, sizeof(ep1), "127.0.0.1:%u", (unsigned)next_port++);
+    snprintf(ep1, sizeof(ep1), "127.0.0.1:%u", (unsigned)f.port);
     memset(&cfg, 0, sizeof(cfg));
     cfg.endpoints = eps;
     cfg.n_endpoints = 2;
@@ -1149,8 +1177,8 @@ static void test_auth(void **state)
 
     memset(&f, 0, sizeof(f));
     assert_int_equal(uv_loop_init(&loop), 0);
-    fsrv_start(&f, &loop, 1, next_port);
-    snprintf(ep, sizeof(ep), "127.0.0.1:%u", (unsigned)next_port++);
+    fsrv_start(&f, &loop, 1);
+    snprintf(ep, sizeof(ep), "127.0.0.1:%u", (unsigned)f.port);
     memset(&cfg, 0, sizeof(cfg));
     cfg.endpoints = eps;
     cfg.n_endpoints = 1;
