@@ -57,6 +57,7 @@
 #include "bench/report.h"
 #include "client/grpc_client.h"
 #include "client/grpc_client_uv.h"
+#include "client/ikclient.h"
 #include "proto/rpc.pb-c.h"
 #include "server/errors.h"
 
@@ -771,29 +772,8 @@ static uint64_t rng(void)
 
 static const char *status_name(int status)
 {
-    static const char *const names[] = {
-        "OK",
-        "Canceled",
-        "Unknown",
-        "InvalidArgument",
-        "DeadlineExceeded",
-        "NotFound",
-        "AlreadyExists",
-        "PermissionDenied",
-        "ResourceExhausted",
-        "FailedPrecondition",
-        "Aborted",
-        "OutOfRange",
-        "Unimplemented",
-        "Internal",
-        "Unavailable",
-        "DataLoss",
-        "Unauthenticated",
-    };
-    if (status >= 0 && status < (int)(sizeof(names) / sizeof(names[0]))) {
-        return names[status];
-    }
-    return "Code(?)";
+    const char *name = ikclient_code_name(status);
+    return name != NULL ? name : "Code(?)";
 }
 
 /* grpc-go's error text, which is what etcd's tool prints. */

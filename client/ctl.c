@@ -920,10 +920,19 @@ static int split_strings(const char *val, char ***out, size_t *n)
     char **v = calloc(cnt, sizeof(char *));
     size_t i = 0;
     const char *s = val;
+    if (v == NULL)
+        return -1;
     for (;;) {
         const char *e = strchr(s, ',');
         size_t l = e ? (size_t)(e - s) : strlen(s);
-        v[i++] = strndup(s, l);
+        v[i] = strndup(s, l);
+        if (v[i] == NULL) {
+            while (i > 0)
+                free(v[--i]);
+            free(v);
+            return -1;
+        }
+        i++;
         if (!e)
             break;
         s = e + 1;
@@ -963,7 +972,10 @@ static int gflag_set(struct ctl *ctl, const struct gflag *gf, const char *val,
     case G_EPS: {
         char **v;
         size_t n;
-        split_strings(val, &v, &n);
+        if (split_strings(val, &v, &n) != 0) {
+            snprintf(err, esz, "out of memory");
+            return -1;
+        }
         for (size_t i = 0; i < n; i++) {
             /* etcdctl trims spaces around each endpoint */
             char *p = v[i];
@@ -983,6 +995,7 @@ static int gflag_set(struct ctl *ctl, const struct gflag *gf, const char *val,
             }
             memmove(nv + ctl->g.n_endpoints, nv, n * sizeof(*nv));
             memcpy(nv, ctl->g.endpoints, ctl->g.n_endpoints * sizeof(*nv));
+            free(ctl->g.endpoints); /* the strings moved to nv */
             v = nv;
             n += ctl->g.n_endpoints;
         }
@@ -1034,15 +1047,23 @@ static int local_set(const struct ctl_flag *f, const char *val, char *err,
         struct ctl_strings *s = f->value;
         char **v;
         size_t n;
-        split_strings(val, &v, &n);
+        if (split_strings(val, &v, &n) != 0) {
+            snprintf(err, esz, "out of memory");
+            return -1;
+        }
         if (!*strings_reset) {
             s->v = NULL;
             s->n = 0;
             *strings_reset = true;
         }
         char **nv = realloc(s->v, (s->n + n + 1) * sizeof(char *));
-        if (nv == NULL)
+        if (nv == NULL) {
+            while (n > 0)
+                free(v[--n]);
+            free(v);
+            snprintf(err, esz, "out of memory");
             return -1;
+        }
         memcpy(nv + s->n, v, n * sizeof(char *));
         s->v = nv;
         s->n += n;
@@ -1068,6 +1089,38 @@ void ctl_print_usage(struct ctl *ctl)
 {
     const char *name = ctl->cmd ? ctl->cmd->name : ctl->cmd_name;
     ctl_help_write(ctl->out, name ? name : "", true);
+}
+
+/* Set the flag named on the command line to @val: --help/-h (@is_help,
+ * stored in *@help), the command's own flag @lf (its strings reset state in
+ * *@reset) or global flag @gf. Returns 0, or -1 with pflag's reason in
+ * @err. */
+static int set_flag_value(struct ctl *ctl, const char *val, bool is_help,
+                          bool *help, const struct ctl_flag *lf, bool *reset,
+                          const struct gflag *gf, char *err, size_t esz)
+{
+    int r;
+    if (is_help) {
+        bool b;
+        r = go_parse_bool(val, &b) ? 0 : -1;
+        if (r == 0)
+            *help = b;
+        else {
+            char *q = ctl_go_quote((const uint8_t *)val, strlen(val));
+            snprintf(err, esz, "strconv.ParseBool: parsing %s: invalid syntax",
+                     q);
+            free(q);
+        }
+    } else if (lf) {
+        r = local_set(lf, val, err, esz, reset);
+        if (r == 0 && lf->set)
+            *lf->set = true;
+    } else {
+        r = gflag_set(ctl, gf, val, err, esz);
+        if (r == 0)
+            ctl->g_set |= 1ull << (gf - g_flags);
+    }
+    return r;
 }
 
 int ctl_parse_flags(struct ctl *ctl, int argc, char **argv,
@@ -1139,32 +1192,9 @@ int ctl_parse_flags(struct ctl *ctl, int argc, char **argv,
                 rc = flag_error(ctl, msg);
                 goto out;
             }
-            int r;
-            char sh = 0;
-            if (is_help) {
-                bool b;
-                r = go_parse_bool(val, &b) ? 0 : -1;
-                if (r == 0)
-                    help = b;
-                else {
-                    char *q = ctl_go_quote((const uint8_t *)val, strlen(val));
-                    snprintf(err, sizeof(err),
-                             "strconv.ParseBool: parsing %s: invalid syntax",
-                             q);
-                    free(q);
-                }
-                sh = 'h';
-            } else if (lf) {
-                r = local_set(lf, val, err, sizeof(err), &reset[li]);
-                sh = lf->short_name;
-                if (r == 0 && lf->set)
-                    *lf->set = true;
-            } else {
-                r = gflag_set(ctl, gf, val, err, sizeof(err));
-                sh = gf->short_name;
-                if (r == 0)
-                    ctl->g_set |= 1ull << (gf - g_flags);
-            }
+            int r = set_flag_value(ctl, val, is_help, &help, lf, &reset[li], gf,
+                                   err, sizeof(err));
+            char sh = is_help ? 'h' : lf ? lf->short_name : gf->short_name;
             if (r != 0) {
                 char *q = ctl_go_quote((const uint8_t *)val, strlen(val));
                 if (sh)
@@ -1226,32 +1256,9 @@ int ctl_parse_flags(struct ctl *ctl, int argc, char **argv,
                 rc = flag_error(ctl, msg);
                 goto out;
             }
-            int r;
-            const char *lname;
-            if (is_help) {
-                bool b;
-                r = go_parse_bool(val, &b) ? 0 : -1;
-                if (r == 0)
-                    help = b;
-                else {
-                    char *q = ctl_go_quote((const uint8_t *)val, strlen(val));
-                    snprintf(err, sizeof(err),
-                             "strconv.ParseBool: parsing %s: invalid syntax",
-                             q);
-                    free(q);
-                }
-                lname = "help";
-            } else if (lf) {
-                r = local_set(lf, val, err, sizeof(err), &reset[li]);
-                lname = lf->name;
-                if (r == 0 && lf->set)
-                    *lf->set = true;
-            } else {
-                r = gflag_set(ctl, gf, val, err, sizeof(err));
-                lname = gf->name;
-                if (r == 0)
-                    ctl->g_set |= 1ull << (gf - g_flags);
-            }
+            int r = set_flag_value(ctl, val, is_help, &help, lf, &reset[li], gf,
+                                   err, sizeof(err));
+            const char *lname = is_help ? "help" : lf ? lf->name : gf->name;
             if (r != 0) {
                 char *q = ctl_go_quote((const uint8_t *)val, strlen(val));
                 snprintf(msg, sizeof(msg),
@@ -1649,26 +1656,10 @@ int ctl_fail(struct ctl *ctl, int code, const char *fmt, ...)
 
 static const char *grpc_code_name(int code)
 {
-    static const char *const names[] = {"OK",
-                                        "Canceled",
-                                        "Unknown",
-                                        "InvalidArgument",
-                                        "DeadlineExceeded",
-                                        "NotFound",
-                                        "AlreadyExists",
-                                        "PermissionDenied",
-                                        "ResourceExhausted",
-                                        "FailedPrecondition",
-                                        "Aborted",
-                                        "OutOfRange",
-                                        "Unimplemented",
-                                        "Internal",
-                                        "Unavailable",
-                                        "DataLoss",
-                                        "Unauthenticated"};
     static char buf[32];
-    if (code >= 0 && code <= 16)
-        return names[code];
+    const char *name = ikclient_code_name(code);
+    if (name != NULL)
+        return name;
     snprintf(buf, sizeof(buf), "Code(%d)", code);
     return buf;
 }

@@ -249,6 +249,32 @@ static void print_secs(FILE *o, const char *fmt, double v)
     fprintf(o, fmt, buf);
 }
 
+/* The range of every key starting with @prefix[0..len): *key points into
+ * @prefix, *end is malloc'ed (clientv3.GetPrefixRangeEnd; the caller frees
+ * end->data). Returns 0, or -1 when out of memory. */
+static int prefix_range(const char *prefix, size_t len,
+                        ProtobufCBinaryData *key, ProtobufCBinaryData *end)
+{
+    uint8_t *e = malloc(len + 1);
+    if (e == NULL)
+        return -1;
+    memcpy(e, prefix, len);
+    size_t elen = len;
+    while (elen > 0 && e[elen - 1] == 0xff)
+        elen--;
+    if (elen == 0) {
+        e[0] = 0;
+        elen = 1;
+    } else {
+        e[elen - 1]++;
+    }
+    key->data = (uint8_t *)prefix;
+    key->len = len;
+    end->data = e;
+    end->len = elen;
+    return 0;
+}
+
 static int check_perf(struct ctl *ctl, int argc, char **argv)
 {
     const char *load = "s", *prefix = "/etcdctl-check-perf/";
@@ -283,31 +309,14 @@ static int check_perf(struct ctl *ctl, int argc, char **argv)
     {
         Etcdserverpb__RangeRequest req = ETCDSERVERPB__RANGE_REQUEST__INIT;
         Etcdserverpb__RangeResponse *r = NULL;
-        size_t len = strlen(prefix);
-        uint8_t *end = malloc(len + 1);
-        if (end == NULL)
+        if (prefix_range(prefix, strlen(prefix), &req.key, &req.range_end) != 0)
             return ctl_fail(ctl, CTL_EXIT_ERROR, "out of memory");
-        memcpy(end, prefix, len);
-        /* clientv3.GetPrefixRangeEnd */
-        size_t elen = len;
-        while (elen > 0 && end[elen - 1] == 0xff)
-            elen--;
-        if (elen == 0) {
-            end[0] = 0;
-            elen = 1;
-        } else {
-            end[elen - 1]++;
-        }
-        req.key.data = (uint8_t *)prefix;
-        req.key.len = len;
-        req.range_end.data = end;
-        req.range_end.len = elen;
         req.limit = 1;
         rc = ikclient_call(c0, "/etcdserverpb.KV/Range", &req.base,
                            &etcdserverpb__range_response__descriptor,
                            IKCLIENT_IDEMPOTENT, (uint64_t)pl->duration * 1000,
                            (ProtobufCMessage **)&r, &st);
-        free(end);
+        free(req.range_end.data);
         if (rc != 0) {
             char *msg = ctl_cluster_error_text(ctl, rc, &st);
             ctl_fail(ctl, CTL_EXIT_ERROR, "%s", msg ? msg : "out of memory");
@@ -412,26 +421,14 @@ static int check_perf(struct ctl *ctl, int argc, char **argv)
         Etcdserverpb__DeleteRangeRequest req =
             ETCDSERVERPB__DELETE_RANGE_REQUEST__INIT;
         Etcdserverpb__DeleteRangeResponse *r = NULL;
-        size_t len = p->plen;
-        uint8_t *end = malloc(len + 1);
-        memcpy(end, prefix, len);
-        size_t elen = len;
-        while (elen > 0 && end[elen - 1] == 0xff)
-            elen--;
-        if (elen == 0) {
-            end[0] = 0;
-            elen = 1;
-        } else {
-            end[elen - 1]++;
+        if (prefix_range(prefix, p->plen, &req.key, &req.range_end) != 0) {
+            rc = ctl_fail(ctl, CTL_EXIT_ERROR, "out of memory");
+            goto out;
         }
-        req.key.data = (uint8_t *)prefix;
-        req.key.len = len;
-        req.range_end.data = end;
-        req.range_end.len = elen;
         rc = ikclient_call(c0, "/etcdserverpb.KV/DeleteRange", &req.base,
                            &etcdserverpb__delete_range_response__descriptor, 0,
                            30000, (ProtobufCMessage **)&r, &st);
-        free(end);
+        free(req.range_end.data);
         if (rc != 0) {
             rc = ctl_fail_status(ctl, rc, &st);
             goto out;

@@ -1382,6 +1382,23 @@ static void status_cells(const struct epresp *e, char cells[10][64],
         }
 }
 
+/* -w json of endpoint status / hashkv: a JSON list of {"Endpoint": ep,
+ * @key: response} objects, one per endpoint of @v[0..n). */
+static void print_json_each(struct ctl *ctl, const struct epresp *v, size_t n,
+                            const char *key)
+{
+    FILE *o = ctl->out;
+    fputc('[', o);
+    for (size_t i = 0; i < n; i++) {
+        char *js = ctl_cluster_json_of(ctl, v[i].resp);
+        fputs(i ? ",{\"Endpoint\":" : "{\"Endpoint\":", o);
+        ctl_cluster_json_string(o, v[i].ep, strlen(v[i].ep));
+        fprintf(o, ",\"%s\":%s}", key, js ? js : "null");
+        free(js);
+    }
+    fputs("]\n", o);
+}
+
 static void print_status(struct ctl *ctl, const struct epresp *v, size_t n)
 {
     FILE *o = ctl->out;
@@ -1398,15 +1415,7 @@ static void print_status(struct ctl *ctl, const struct epresp *v, size_t n)
         }
         break;
     case CTL_OUT_JSON:
-        fputc('[', o);
-        for (size_t i = 0; i < n; i++) {
-            char *js = ctl_cluster_json_of(ctl, v[i].resp);
-            fputs(i ? ",{\"Endpoint\":" : "{\"Endpoint\":", o);
-            ctl_cluster_json_string(o, v[i].ep, strlen(v[i].ep));
-            fprintf(o, ",\"Status\":%s}", js ? js : "null");
-            free(js);
-        }
-        fputs("]\n", o);
+        print_json_each(ctl, v, n, "Status");
         break;
     case CTL_OUT_FIELDS:
         for (size_t i = 0; i < n; i++) {
@@ -1465,15 +1474,7 @@ static void print_hashkv(struct ctl *ctl, const struct epresp *v, size_t n)
                     ((const Etcdserverpb__HashKVResponse *)v[i].resp)->hash);
         break;
     case CTL_OUT_JSON:
-        fputc('[', o);
-        for (size_t i = 0; i < n; i++) {
-            char *js = ctl_cluster_json_of(ctl, v[i].resp);
-            fputs(i ? ",{\"Endpoint\":" : "{\"Endpoint\":", o);
-            ctl_cluster_json_string(o, v[i].ep, strlen(v[i].ep));
-            fprintf(o, ",\"HashKV\":%s}", js ? js : "null");
-            free(js);
-        }
-        fputs("]\n", o);
+        print_json_each(ctl, v, n, "HashKV");
         break;
     case CTL_OUT_FIELDS:
         for (size_t i = 0; i < n; i++) {

@@ -67,6 +67,29 @@ static void pb_header(struct ctl *ctl, const Etcdserverpb__ResponseHeader *h)
     ctl_print_protobuf(ctl, h ? &h->base : &empty.base);
 }
 
+/* -w protobuf of a lease response (its header), or the unsupported-format
+ * error for a format the caller does not print; returns the exit code. */
+static int pb_or_unsupported(struct ctl *ctl,
+                             const Etcdserverpb__ResponseHeader *h)
+{
+    if (ctl->g.write_out != CTL_OUT_PROTOBUF)
+        return ctl_cluster_unsupported(ctl);
+    pb_header(ctl, h);
+    return 0;
+}
+
+/* -w fields of a lease grant / keep-alive response; returns the exit
+ * code. */
+static int fields_id_ttl(struct ctl *ctl, const Etcdserverpb__ResponseHeader *h,
+                         int64_t id, int64_t ttl)
+{
+    int rc = ctl_cluster_fields_header(ctl, h);
+    if (rc == 0)
+        fprintf(ctl->out, "\"ID\" : %" PRId64 "\n\"TTL\" : %" PRId64 "\n", id,
+                ttl);
+    return rc;
+}
+
 static int print_keepalive(struct ctl *ctl,
                            const Etcdserverpb__LeaseKeepAliveResponse *r)
 {
@@ -84,16 +107,10 @@ static int print_keepalive(struct ctl *ctl,
                 r->id, r->ttl);
         break;
     case CTL_OUT_FIELDS:
-        rc = ctl_cluster_fields_header(ctl, r->header);
-        if (rc == 0)
-            fprintf(o, "\"ID\" : %" PRId64 "\n\"TTL\" : %" PRId64 "\n", r->id,
-                    r->ttl);
-        break;
-    case CTL_OUT_PROTOBUF:
-        pb_header(ctl, r->header);
+        rc = fields_id_ttl(ctl, r->header, r->id, r->ttl);
         break;
     default:
-        rc = ctl_cluster_unsupported(ctl);
+        rc = pb_or_unsupported(ctl, r->header);
         break;
     }
     fflush(o);
@@ -144,16 +161,10 @@ static int lease_grant(struct ctl *ctl, int argc, char **argv)
         fputs("}\n", o);
         break;
     case CTL_OUT_FIELDS:
-        rc = ctl_cluster_fields_header(ctl, r->header);
-        if (rc == 0)
-            fprintf(o, "\"ID\" : %" PRId64 "\n\"TTL\" : %" PRId64 "\n", r->id,
-                    r->ttl);
-        break;
-    case CTL_OUT_PROTOBUF:
-        pb_header(ctl, r->header);
+        rc = fields_id_ttl(ctl, r->header, r->id, r->ttl);
         break;
     default:
-        rc = ctl_cluster_unsupported(ctl);
+        rc = pb_or_unsupported(ctl, r->header);
         break;
     }
     fflush(o);
@@ -317,11 +328,8 @@ static int lease_timetolive(struct ctl *ctl, int argc, char **argv)
             fputc('\n', o);
         }
         break;
-    case CTL_OUT_PROTOBUF:
-        pb_header(ctl, r->header);
-        break;
     default:
-        rc = ctl_cluster_unsupported(ctl);
+        rc = pb_or_unsupported(ctl, r->header);
         break;
     }
     fflush(o);
@@ -375,11 +383,8 @@ static int lease_list(struct ctl *ctl, int argc, char **argv)
         for (size_t i = 0; i < r->n_leases; i++)
             fprintf(o, "\"ID\" : %" PRId64 "\n", r->leases[i]->id);
         break;
-    case CTL_OUT_PROTOBUF:
-        pb_header(ctl, r->header);
-        break;
     default:
-        rc = ctl_cluster_unsupported(ctl);
+        rc = pb_or_unsupported(ctl, r->header);
         break;
     }
     fflush(o);

@@ -201,6 +201,30 @@ static void wait_call(struct session *s, bool stop_on_expiry)
         ikclient_run(s->c, 0);
 }
 
+/* Call @method with @req in session @s and wait for its answer, left in
+ * s->call_resp. Returns -1 on success; otherwise ends the session, prints
+ * the error and returns the exit code (also when interrupted). */
+static int session_call(struct session *s, const char *method,
+                        const ProtobufCMessage *req,
+                        const ProtobufCMessageDescriptor *resp_desc)
+{
+    if (ikclient_call_async(s->c, method, req, resp_desc, 0, FOREVER_MS,
+                            call_cb, s) != 0) {
+        session_end(s);
+        return ctl_fail(s->ctl, CTL_EXIT_ERROR, "out of memory");
+    }
+    wait_call(s, false);
+    if (!s->call_done) {
+        session_end(s);
+        return fail_canceled(s->ctl);
+    }
+    if (s->call_rc != 0) {
+        session_end(s);
+        return fail_err(s->ctl, s->call_rc, &s->call_st);
+    }
+    return -1;
+}
+
 /* Wait for a signal or the end of the session. */
 static void wait_end(struct session *s)
 {
@@ -354,21 +378,10 @@ static int lock_cmd(struct ctl *ctl, int argc, char **argv)
     req.name.data = (uint8_t *)argv[0];
     req.name.len = strlen(argv[0]);
     req.lease = s.lease;
-    if (ikclient_call_async(s.c, "/v3lockpb.Lock/Lock", &req.base,
-                            &v3lockpb__lock_response__descriptor, 0, FOREVER_MS,
-                            call_cb, &s) != 0) {
-        session_end(&s);
-        return ctl_fail(ctl, CTL_EXIT_ERROR, "out of memory");
-    }
-    wait_call(&s, false);
-    if (!s.call_done) {
-        session_end(&s);
-        return fail_canceled(ctl);
-    }
-    if (s.call_rc != 0) {
-        session_end(&s);
-        return fail_err(ctl, s.call_rc, &s.call_st);
-    }
+    rc = session_call(&s, "/v3lockpb.Lock/Lock", &req.base,
+                      &v3lockpb__lock_response__descriptor);
+    if (rc >= 0)
+        return rc;
     lr = (V3lockpb__LockResponse *)s.call_resp;
     if (nargs > 1) {
         char **args = calloc((size_t)nargs, sizeof *args);
@@ -419,21 +432,10 @@ static int campaign(struct ctl *ctl, const char *name, const char *prop)
     req.lease = s.lease;
     req.value.data = (uint8_t *)prop;
     req.value.len = strlen(prop);
-    if (ikclient_call_async(s.c, "/v3electionpb.Election/Campaign", &req.base,
-                            &v3electionpb__campaign_response__descriptor, 0,
-                            FOREVER_MS, call_cb, &s) != 0) {
-        session_end(&s);
-        return ctl_fail(ctl, CTL_EXIT_ERROR, "out of memory");
-    }
-    wait_call(&s, false);
-    if (!s.call_done) {
-        session_end(&s);
-        return fail_canceled(ctl);
-    }
-    if (s.call_rc != 0) {
-        session_end(&s);
-        return fail_err(ctl, s.call_rc, &s.call_st);
-    }
+    rc = session_call(&s, "/v3electionpb.Election/Campaign", &req.base,
+                      &v3electionpb__campaign_response__descriptor);
+    if (rc >= 0)
+        return rc;
     cr = (V3electionpb__CampaignResponse *)s.call_resp;
     if (cr->leader == NULL) {
         protobuf_c_message_free_unpacked(&cr->base, NULL);

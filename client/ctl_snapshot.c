@@ -142,24 +142,8 @@ static void humanize_bytes(uint64_t s, char *buf, size_t size)
  * caller's context as "context deadline exceeded"). */
 static const char *code_name(int code)
 {
-    static const char *const names[] = {"OK",
-                                        "Canceled",
-                                        "Unknown",
-                                        "InvalidArgument",
-                                        "DeadlineExceeded",
-                                        "NotFound",
-                                        "AlreadyExists",
-                                        "PermissionDenied",
-                                        "ResourceExhausted",
-                                        "FailedPrecondition",
-                                        "Aborted",
-                                        "OutOfRange",
-                                        "Unimplemented",
-                                        "Internal",
-                                        "Unavailable",
-                                        "DataLoss",
-                                        "Unauthenticated"};
-    return code >= 0 && code <= 16 ? names[code] : "Unknown";
+    const char *name = ikclient_code_name(code);
+    return name != NULL ? name : "Unknown";
 }
 
 static void status_text(int code, const char *message, bool ctx_expired,

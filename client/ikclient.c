@@ -1991,8 +1991,7 @@ void ikclient_break(struct ikclient *c)
     }
 }
 
-const char *ikclient_strstatus(const struct ikclient_status *st, char *buf,
-                               size_t size)
+const char *ikclient_code_name(int code)
 {
     static const char *const names[] = {
         "OK",
@@ -2013,14 +2012,23 @@ const char *ikclient_strstatus(const struct ikclient_status *st, char *buf,
         "DataLoss",
         "Unauthenticated",
     };
+    if (code < 0 || (size_t)code >= sizeof(names) / sizeof(names[0])) {
+        return NULL;
+    }
+    return names[code];
+}
+
+const char *ikclient_strstatus(const struct ikclient_status *st, char *buf,
+                               size_t size)
+{
+    const char *name;
     if (size == 0) {
         return buf;
     }
     if (st == NULL) {
         snprintf(buf, size, "OK");
-    } else if (st->code >= 0 &&
-               (size_t)st->code < sizeof(names) / sizeof(names[0])) {
-        snprintf(buf, size, "%s: %s", names[st->code], st->message);
+    } else if ((name = ikclient_code_name(st->code)) != NULL) {
+        snprintf(buf, size, "%s: %s", name, st->message);
     } else {
         snprintf(buf, size, "Code(%d): %s", st->code, st->message);
     }

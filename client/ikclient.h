@@ -320,6 +320,11 @@ int ikclient_run(struct ikclient *c, uint64_t timeout_ms);
 /* Make ikclient_run() return (from a callback or a signal watcher). */
 void ikclient_break(struct ikclient *c);
 
+/* grpc-go's name of gRPC status code @code ("OK", "Canceled", ...,
+ * "Unauthenticated" for 0..16), a static string; NULL for any other code
+ * (callers choose their own text for those). */
+const char *ikclient_code_name(int code);
+
 /* "Name: message" for logs, with grpc-go's code name, e.g.
  * "Unavailable: etcdserver: no leader" ("Code(N): ..." for unknown codes);
  * returns @buf. */

@@ -82,9 +82,12 @@ int main(void)
     return 0;
 }
 PROG
+# A library built with --enable-sanitize needs its consumers linked with
+# the sanitizer runtime too: take the build's extra link flags.
+san=$(sed -n 's/^IKADA_LDFLAGS = //p' "$top_builddir/Makefile")
 # gnu11: libuv's uv.h needs POSIX/GNU declarations (pthread_rwlock_t).
 # shellcheck disable=SC2086
-${CC:-cc} -std=gnu11 -Wall -Wextra -Werror -o "$tmp/prog" "$tmp/prog.c" $flags || {
+${CC:-cc} -std=gnu11 -Wall -Wextra -Werror $san -o "$tmp/prog" "$tmp/prog.c" $flags || {
     echo "FAIL: compiling/linking against the installed library" >&2
     exit 1
 }
