@@ -47,7 +47,8 @@ static void sb_grow(struct sbuf *b, size_t n)
 static void sb_add(struct sbuf *b, const void *data, size_t n)
 {
     sb_grow(b, n);
-    memcpy(b->p + b->len, data, n);
+    if (n > 0) /* @data may be NULL when empty */
+        memcpy(b->p + b->len, data, n);
     b->len += n;
     b->p[b->len] = '\0';
 }
@@ -521,7 +522,8 @@ void ctl_print_protobuf(struct ctl *ctl, const ProtobufCMessage *msg)
 void ctl_print_bytes(struct ctl *ctl, const uint8_t *data, size_t len)
 {
     if (!ctl->g.hex) {
-        fwrite(data, 1, len, ctl->out);
+        if (len > 0) /* an empty key or value may have NULL data */
+            fwrite(data, 1, len, ctl->out);
         return;
     }
     for (size_t i = 0; i < len; i++)

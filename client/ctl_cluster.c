@@ -495,6 +495,14 @@ static void fields_kv(struct ctl *ctl, const char *pfx,
     fprintf(o, "\n\"%sLease\" : %" PRId64 "\n", pfx, kv->lease);
 }
 
+/* Print a protobuf bytes field; protobuf-c leaves data NULL for an empty
+ * field (e.g. a lock key's value), which must not reach fwrite. */
+static void print_field(struct ctl *ctl, const ProtobufCBinaryData *b)
+{
+    if (b->len > 0)
+        ctl_print_bytes(ctl, b->data, b->len);
+}
+
 int ctl_cluster_print_get(struct ctl *ctl,
                           const Etcdserverpb__RangeResponse *resp)
 {
@@ -502,10 +510,9 @@ int ctl_cluster_print_get(struct ctl *ctl,
     switch (ctl->g.write_out) {
     case CTL_OUT_SIMPLE:
         for (size_t i = 0; i < resp->n_kvs; i++) {
-            ctl_print_bytes(ctl, resp->kvs[i]->key.data, resp->kvs[i]->key.len);
+            print_field(ctl, &resp->kvs[i]->key);
             fputc('\n', ctl->out);
-            ctl_print_bytes(ctl, resp->kvs[i]->value.data,
-                            resp->kvs[i]->value.len);
+            print_field(ctl, &resp->kvs[i]->value);
             fputc('\n', ctl->out);
         }
         break;

@@ -17,19 +17,58 @@
 
 static uint8_t nul_byte[1] = {0};
 
+/* What the running command allocates for its requests (keys, range ends,
+ * split txn and watch lines, request structs): kept in this pool and freed
+ * all at once by release_owned() when the command returns, whichever path
+ * it returns by. ikadactl runs one command per process. */
+static struct {
+    void **v;
+    size_t n, cap;
+} g_owned;
+
+/* Hands @p (may be NULL) over to the pool; returns @p. */
+static void *own(void *p)
+{
+    if (p == NULL)
+        return NULL;
+    if (g_owned.n == g_owned.cap) {
+        size_t ncap = g_owned.cap ? g_owned.cap * 2 : 64;
+        void **nv = realloc(g_owned.v, ncap * sizeof(*nv));
+        if (nv == NULL) {
+            fputs("ikadactl: out of memory\n", stderr);
+            exit(CTL_EXIT_ERROR);
+        }
+        g_owned.v = nv;
+        g_owned.cap = ncap;
+    }
+    g_owned.v[g_owned.n++] = p;
+    return p;
+}
+
+/* Frees everything own() was given. */
+static void release_owned(void)
+{
+    for (size_t i = 0; i < g_owned.n; i++)
+        free(g_owned.v[i]);
+    free(g_owned.v);
+    g_owned.v = NULL;
+    g_owned.n = g_owned.cap = 0;
+}
+
 static ProtobufCBinaryData bin(const char *s)
 {
     ProtobufCBinaryData b = {strlen(s), (uint8_t *)s};
     return b;
 }
 
-/* clientv3's getPrefix(): the range end of prefix @k (malloc'ed). */
+/* clientv3's getPrefix(): the range end of prefix @k (owned by the pool,
+ * or the static nul_byte). */
 static ProtobufCBinaryData prefix_end(ProtobufCBinaryData k)
 {
     ProtobufCBinaryData e = {0, NULL};
     for (size_t i = k.len; i-- > 0;) {
         if (k.data[i] < 0xff) {
-            e.data = malloc(i + 1);
+            e.data = own(malloc(i + 1));
             memcpy(e.data, k.data, i + 1);
             e.data[i]++;
             e.len = i + 1;
@@ -277,7 +316,7 @@ static int get_op(struct ctl *ctl, int nargs, char **args,
     return -1;
 }
 
-static int cmd_get(struct ctl *ctl, int argc, char **argv)
+static int get_run(struct ctl *ctl, int argc, char **argv)
 {
     struct ctl_flag flags[10];
     struct get_opts o;
@@ -306,6 +345,13 @@ static int cmd_get(struct ctl *ctl, int argc, char **argv)
     g_value_only = o.value_only;
     rc = display(ctl, &resp->base, sf_get);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return rc;
+}
+
+static int cmd_get(struct ctl *ctl, int argc, char **argv)
+{
+    int rc = get_run(ctl, argc, argv);
+    release_owned();
     return rc;
 }
 
@@ -349,8 +395,6 @@ static char *read_all_stdin(size_t *len)
     return b;
 }
 
-static char *g_stdin_value;
-
 static int put_op(struct ctl *ctl, int nargs, char **args,
                   const struct put_opts *o, Etcdserverpb__PutRequest *req)
 {
@@ -368,12 +412,9 @@ static int put_op(struct ctl *ctl, int nargs, char **args,
             req->value = bin(args[1]);
         } else {
             size_t len = 0;
-            char *v = read_all_stdin(&len);
-            if (len == 0) {
-                free(v);
+            char *v = own(read_all_stdin(&len));
+            if (len == 0)
                 return ctl_fail(ctl, CTL_EXIT_BAD_ARGS, needs);
-            }
-            g_stdin_value = v;
             req->value.data = (uint8_t *)v;
             req->value.len = len;
         }
@@ -405,7 +446,7 @@ static int too_large(struct ctl *ctl, const ProtobufCMessage *m)
     return ctl_fail_status(ctl, IK_EGRPC, &st);
 }
 
-static int cmd_put(struct ctl *ctl, int argc, char **argv)
+static int put_run(struct ctl *ctl, int argc, char **argv)
 {
     struct ctl_flag flags[6];
     struct put_opts o;
@@ -426,12 +467,17 @@ static int cmd_put(struct ctl *ctl, int argc, char **argv)
     Etcdserverpb__PutResponse *resp = NULL;
     struct ikclient_status st = {0};
     rc = ikclient_put(c, &req, &resp, &st);
-    free(g_stdin_value);
-    g_stdin_value = NULL;
     if (rc != 0)
         return ctl_fail_status(ctl, rc, &st);
     rc = display(ctl, &resp->base, sf_put);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return rc;
+}
+
+static int cmd_put(struct ctl *ctl, int argc, char **argv)
+{
+    int rc = put_run(ctl, argc, argv);
+    release_owned();
     return rc;
 }
 
@@ -489,7 +535,7 @@ static int del_op(struct ctl *ctl, int nargs, char **args,
     return -1;
 }
 
-static int cmd_del(struct ctl *ctl, int argc, char **argv)
+static int del_run(struct ctl *ctl, int argc, char **argv)
 {
     struct ctl_flag flags[5];
     struct del_opts o;
@@ -513,6 +559,13 @@ static int cmd_del(struct ctl *ctl, int argc, char **argv)
         return ctl_fail_status(ctl, rc, &st);
     rc = display(ctl, &resp->base, sf_del);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return rc;
+}
+
+static int cmd_del(struct ctl *ctl, int argc, char **argv)
+{
+    int rc = del_run(ctl, argc, argv);
+    release_owned();
     return rc;
 }
 
@@ -686,8 +739,17 @@ static bool is_space(char c)
            c == '\f';
 }
 
-/* etcdctl's argify(): splits a txn line; on Go's runtime panic returns
- * NULL with the panic message in @panic_msg. */
+/* Frees the @c strings of @v, and @v. */
+static void free_args(char **v, int c)
+{
+    for (int k = 0; k < c; k++)
+        free(v[k]);
+    free(v);
+}
+
+/* etcdctl's argify(): splits a txn line into words owned by the pool; on
+ * Go's runtime panic returns NULL (nothing allocated left) with the panic
+ * message in @panic_msg. */
 static char **argify(const char *s, int *argc, char *panic_msg, size_t psz)
 {
     size_t n = strlen(s), cap = 8;
@@ -746,12 +808,14 @@ static char **argify(const char *s, int *argc, char *panic_msg, size_t psz)
                          "runtime error: slice bounds out of range [:%ld] with "
                          "length %zu",
                          hi, al);
+                free_args(v, c);
                 return NULL;
             }
             if (hi < 1) {
                 snprintf(panic_msg, psz,
                          "runtime error: slice bounds out of range [1:%ld]",
                          hi);
+                free_args(v, c);
                 return NULL;
             }
             char *x = strndup(a + 1, (size_t)hi - 1);
@@ -768,7 +832,9 @@ static char **argify(const char *s, int *argc, char *panic_msg, size_t psz)
     }
     v[c] = NULL;
     *argc = c;
-    return v;
+    for (int k = 0; k < c; k++)
+        own(v[k]);
+    return own(v);
 }
 
 /* A local flag parse for the ops of a txn (cobra with SilenceErrors):
@@ -793,13 +859,10 @@ static int txn_parse(struct ctl *ctl, int argc, char **argv,
     return -1;
 }
 
-struct txn_ops {
-    Etcdserverpb__RequestOp **v;
-    size_t n;
-};
-
-/* parseRequestUnion(): -1 ok, else exit code (printed). */
-static int parse_op(struct ctl *ctl, const char *line, struct txn_ops *ops)
+/* parseRequestUnion(): -1 ok (appended to the malloc'ed array *@ops of
+ * *@nops; the op itself is owned by the pool), else exit code (printed). */
+static int parse_op(struct ctl *ctl, const char *line,
+                    Etcdserverpb__RequestOp ***ops, size_t *nops)
 {
     char pmsg[200];
     int argc = 0;
@@ -825,7 +888,7 @@ static int parse_op(struct ctl *ctl, const char *line, struct txn_ops *ops)
     if (nm != 1)
         return ctl_fail(ctl, CTL_EXIT_INVALID_INPUT, "invalid txn request: %s",
                         line);
-    Etcdserverpb__RequestOp *op = malloc(sizeof(*op));
+    Etcdserverpb__RequestOp *op = own(malloc(sizeof(*op)));
     etcdserverpb__request_op__init(op);
     int np = 0;
     char **rest = args + 1;
@@ -837,7 +900,7 @@ static int parse_op(struct ctl *ctl, const char *line, struct txn_ops *ops)
         if (txn_parse(ctl, nrest, rest, flags, "put", &np) != 0)
             return ctl_fail(ctl, CTL_EXIT_INVALID_INPUT,
                             "invalid txn request: %s", line);
-        Etcdserverpb__PutRequest *r = malloc(sizeof(*r));
+        Etcdserverpb__PutRequest *r = own(malloc(sizeof(*r)));
         etcdserverpb__put_request__init(r);
         /* its stdin was read to the end by the txn reader already */
         if (np < 2 && !o.ignore_value && np > 0) {
@@ -857,7 +920,7 @@ static int parse_op(struct ctl *ctl, const char *line, struct txn_ops *ops)
         if (txn_parse(ctl, nrest, rest, flags, "get", &np) != 0)
             return ctl_fail(ctl, CTL_EXIT_INVALID_INPUT,
                             "invalid txn request: %s", line);
-        Etcdserverpb__RangeRequest *r = malloc(sizeof(*r));
+        Etcdserverpb__RangeRequest *r = own(malloc(sizeof(*r)));
         etcdserverpb__range_request__init(r);
         int rc = get_op(ctl, np, rest, &o, r);
         if (rc >= 0)
@@ -871,7 +934,7 @@ static int parse_op(struct ctl *ctl, const char *line, struct txn_ops *ops)
         if (txn_parse(ctl, nrest, rest, flags, "del", &np) != 0)
             return ctl_fail(ctl, CTL_EXIT_INVALID_INPUT,
                             "invalid txn request: %s", line);
-        Etcdserverpb__DeleteRangeRequest *r = malloc(sizeof(*r));
+        Etcdserverpb__DeleteRangeRequest *r = own(malloc(sizeof(*r)));
         etcdserverpb__delete_range_request__init(r);
         int rc = del_op(ctl, np, rest, &o, r);
         if (rc >= 0)
@@ -880,8 +943,11 @@ static int parse_op(struct ctl *ctl, const char *line, struct txn_ops *ops)
             ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
         op->request_delete_range = r;
     }
-    ops->v = realloc(ops->v, (ops->n + 1) * sizeof(*ops->v));
-    ops->v[ops->n++] = op;
+    Etcdserverpb__RequestOp **nv = realloc(*ops, (*nops + 1) * sizeof(*nv));
+    if (nv == NULL)
+        return ctl_fail(ctl, CTL_EXIT_ERROR, "out of memory");
+    *ops = nv;
+    nv[(*nops)++] = op;
     return -1;
 }
 
@@ -924,7 +990,9 @@ static void append_quoted(char *buf, size_t sz, const char *s, size_t n)
     free(q);
 }
 
-/* parseCompare(): -1 ok (appended), else exit code (printed). */
+/* parseCompare(): -1 ok (appended to the malloc'ed array *@cmps of *@ncmp;
+ * the compare and its bytes are owned by the pool), else exit code
+ * (printed). */
 static int parse_compare(struct ctl *ctl, const char *line,
                          Etcdserverpb__Compare ***cmps, size_t *ncmp)
 {
@@ -932,12 +1000,13 @@ static int parse_compare(struct ctl *ctl, const char *line,
     if (lp == NULL)
         return ctl_fail(ctl, CTL_EXIT_INVALID_INPUT, "malformed comparison: %s",
                         line);
-    char *target = strndup(line, (size_t)(lp - line));
+    char *target = own(strndup(line, (size_t)(lp - line)));
     const char *p = lp + 1;
     char *key = NULL, *val = NULL, *opstr = NULL;
     size_t klen = 0, vlen = 0;
     int n = 0;
     if (scan_quoted(&p, &key, &klen)) {
+        own(key);
         n = 1;
         if (*p == ')') {
             p++;
@@ -947,10 +1016,12 @@ static int parse_compare(struct ctl *ctl, const char *line,
             while (*p && !is_space(*p))
                 p++;
             if (p > t) {
-                opstr = strndup(t, (size_t)(p - t));
+                opstr = own(strndup(t, (size_t)(p - t)));
                 n = 2;
-                if (scan_quoted(&p, &val, &vlen))
+                if (scan_quoted(&p, &val, &vlen)) {
+                    own(val);
                     n = 3;
+                }
             }
         }
     }
@@ -965,7 +1036,7 @@ static int parse_compare(struct ctl *ctl, const char *line,
         append_quoted(msg, sizeof(msg), val ? val : "", vlen);
         return ctl_fail(ctl, CTL_EXIT_INVALID_INPUT, "%s", msg);
     }
-    Etcdserverpb__Compare *c = malloc(sizeof(*c));
+    Etcdserverpb__Compare *c = own(malloc(sizeof(*c)));
     etcdserverpb__compare__init(c);
     c->key.data = (uint8_t *)key;
     c->key.len = klen;
@@ -1030,10 +1101,11 @@ static int parse_compare(struct ctl *ctl, const char *line,
         /* clientv3.Compare cannot take a string for a lease */
         return go_panic(ctl, "bad value");
     }
-    *cmps = realloc(*cmps, (*ncmp + 1) * sizeof(**cmps));
-    (*cmps)[(*ncmp)++] = c;
-    free(target);
-    free(opstr);
+    Etcdserverpb__Compare **nv = realloc(*cmps, (*ncmp + 1) * sizeof(*nv));
+    if (nv == NULL)
+        return ctl_fail(ctl, CTL_EXIT_ERROR, "out of memory");
+    *cmps = nv;
+    nv[(*ncmp)++] = c;
     return -1;
 }
 
@@ -1059,7 +1131,10 @@ static char *next_line(struct line_reader *r)
     return strndup(s, n);
 }
 
-static int cmd_txn(struct ctl *ctl, int argc, char **argv)
+/* The txn command building @req (its arrays are malloc'ed, all else is
+ * owned by the pool). */
+static int txn_run(struct ctl *ctl, int argc, char **argv,
+                   Etcdserverpb__TxnRequest *req)
 {
     bool interactive = false;
     struct ctl_flag flags[] = {
@@ -1075,8 +1150,7 @@ static int cmd_txn(struct ctl *ctl, int argc, char **argv)
     if (c == NULL)
         return CTL_EXIT_BAD_CONNECTION;
     struct line_reader lr = {0};
-    lr.buf = read_all_stdin(&lr.len);
-    Etcdserverpb__TxnRequest req = ETCDSERVERPB__TXN_REQUEST__INIT;
+    lr.buf = own(read_all_stdin(&lr.len));
     if (interactive)
         fputs("compares:\n", ctl->out);
     for (;;) {
@@ -1087,7 +1161,7 @@ static int cmd_txn(struct ctl *ctl, int argc, char **argv)
             free(l);
             break;
         }
-        rc = parse_compare(ctl, l, &req.compare, &req.n_compare);
+        rc = parse_compare(ctl, l, &req->compare, &req->n_compare);
         free(l);
         if (rc >= 0)
             return rc;
@@ -1097,7 +1171,9 @@ static int cmd_txn(struct ctl *ctl, int argc, char **argv)
             fputs(part == 0 ? "success requests (get, put, del):\n"
                             : "failure requests (get, put, del):\n",
                   ctl->out);
-        struct txn_ops ops = {0};
+        Etcdserverpb__RequestOp ***ops =
+            part == 0 ? &req->success : &req->failure;
+        size_t *nops = part == 0 ? &req->n_success : &req->n_failure;
         for (;;) {
             char *l = next_line(&lr);
             if (l == NULL)
@@ -1106,25 +1182,32 @@ static int cmd_txn(struct ctl *ctl, int argc, char **argv)
                 free(l);
                 break;
             }
-            rc = parse_op(ctl, l, &ops);
+            rc = parse_op(ctl, l, ops, nops);
             free(l);
             if (rc >= 0)
                 return rc;
         }
-        if (part == 0)
-            req.success = ops.v, req.n_success = ops.n;
-        else
-            req.failure = ops.v, req.n_failure = ops.n;
     }
-    if ((rc = too_large(ctl, &req.base)) >= 0)
+    if ((rc = too_large(ctl, &req->base)) >= 0)
         return rc;
     Etcdserverpb__TxnResponse *resp = NULL;
     struct ikclient_status st = {0};
-    rc = ikclient_txn(c, &req, &resp, &st);
+    rc = ikclient_txn(c, req, &resp, &st);
     if (rc != 0)
         return ctl_fail_status(ctl, rc, &st);
     rc = display(ctl, &resp->base, sf_txn);
     protobuf_c_message_free_unpacked(&resp->base, NULL);
+    return rc;
+}
+
+static int cmd_txn(struct ctl *ctl, int argc, char **argv)
+{
+    Etcdserverpb__TxnRequest req = ETCDSERVERPB__TXN_REQUEST__INIT;
+    int rc = txn_run(ctl, argc, argv, &req);
+    free(req.compare);
+    free(req.success);
+    free(req.failure);
+    release_owned();
     return rc;
 }
 
@@ -1365,18 +1448,19 @@ static struct ctl_flag *watch_flagset(struct ctl_flag *f, struct watch_opts *o)
     return f;
 }
 
-static int watch_interactive(struct ctl *ctl, struct watch_state *ws,
-                             const char *env_key, const char *env_range)
+/* watch -i reading its lines into @lr (whose buffer the caller frees). */
+static int watch_lines(struct ctl *ctl, struct watch_state *ws,
+                       const char *env_key, const char *env_range,
+                       struct line_reader *lr)
 {
     struct ikclient *c = ctl_client(ctl);
     if (c == NULL)
         return CTL_EXIT_BAD_CONNECTION;
     /* stdin is read line by line while the loop runs */
-    struct line_reader lr = {0};
     size_t cap = 4096;
-    lr.buf = malloc(cap);
+    lr->buf = malloc(cap);
     for (;;) {
-        char *nl = memchr(lr.buf + lr.pos, '\n', lr.len - lr.pos);
+        char *nl = memchr(lr->buf + lr->pos, '\n', lr->len - lr->pos);
         if (nl == NULL) {
             /* need more input: let the watches run while waiting */
             fflush(ctl->out);
@@ -1392,21 +1476,21 @@ static int watch_interactive(struct ctl *ctl, struct watch_state *ws,
                     break;
                 ikclient_run(c, 50);
             }
-            if (lr.len == cap) {
+            if (lr->len == cap) {
                 cap *= 2;
-                lr.buf = realloc(lr.buf, cap);
+                lr->buf = realloc(lr->buf, cap);
             }
-            ssize_t r = read(0, lr.buf + lr.len, cap - lr.len);
+            ssize_t r = read(0, lr->buf + lr->len, cap - lr->len);
             if (r <= 0) {
                 return ctl_fail(ctl, CTL_EXIT_INVALID_INPUT,
                                 "Error reading watch request line: EOF");
             }
-            lr.len += (size_t)r;
+            lr->len += (size_t)r;
             continue;
         }
-        size_t ln = (size_t)(nl - (lr.buf + lr.pos));
-        char *l = strndup(lr.buf + lr.pos, ln);
-        lr.pos += ln + 1;
+        size_t ln = (size_t)(nl - (lr->buf + lr->pos));
+        char *l = own(strndup(lr->buf + lr->pos, ln));
+        lr->pos += ln + 1;
         char pmsg[200];
         int argc = 0;
         char **args = argify(l, &argc, pmsg, sizeof(pmsg));
@@ -1421,7 +1505,6 @@ static int watch_interactive(struct ctl *ctl, struct watch_state *ws,
                         "Invalid command %s (command type or key is not "
                         "provided)\n",
                         l);
-                free(l);
                 continue;
             }
             struct ctl_flag flags[5];
@@ -1481,11 +1564,22 @@ static int watch_interactive(struct ctl *ctl, struct watch_state *ws,
         } else {
             fprintf(ctl->err, "Invalid command %s (only support watch)\n", l);
         }
-        free(l);
     }
 }
 
-static int cmd_watch(struct ctl *ctl, int argc, char **argv)
+static int watch_interactive(struct ctl *ctl, struct watch_state *ws,
+                             const char *env_key, const char *env_range)
+{
+    struct line_reader lr = {0};
+    int rc = watch_lines(ctl, ws, env_key, env_range, &lr);
+    free(lr.buf);
+    return rc;
+}
+
+/* The watch command; @ws is initialised by the caller, its array of
+ * watches is left for the caller to free. */
+static int watch_run(struct ctl *ctl, int argc, char **argv,
+                     struct watch_state *ws)
 {
     const char *env_key = getenv("ETCDCTL_WATCH_KEY");
     const char *env_range = getenv("ETCDCTL_WATCH_RANGE_END");
@@ -1502,7 +1596,7 @@ static int cmd_watch(struct ctl *ctl, int argc, char **argv)
     struct ctl_flag flags[5];
     struct watch_opts o;
     watch_flagset(flags, &o);
-    char **raw = malloc(((size_t)argc + 1) * sizeof(char *));
+    char **raw = own(malloc(((size_t)argc + 1) * sizeof(char *)));
     memcpy(raw, argv, (size_t)argc * sizeof(char *));
     int n = 0;
     int rc = ctl_parse_flags(ctl, argc, argv, flags, &n);
@@ -1517,9 +1611,8 @@ static int cmd_watch(struct ctl *ctl, int argc, char **argv)
         free(q);
         return rc;
     }
-    struct watch_state ws = {ctl, NULL, 0, -1, 0, NULL, 0, 0};
     if (o.interactive)
-        return watch_interactive(ctl, &ws, env_key, env_range);
+        return watch_interactive(ctl, ws, env_key, env_range);
     if (sep >= 0 && sep == raw_argc - 1)
         return ctl_fail(ctl, CTL_EXIT_BAD_ARGS,
                         "bad number of arguments (found separator --, but no "
@@ -1537,30 +1630,40 @@ static int cmd_watch(struct ctl *ctl, int argc, char **argv)
     char **joined = NULL;
     if (env_key[0]) {
         int ne = env_range[0] ? 2 : 1;
-        joined = malloc(((size_t)nw + 3) * sizeof(char *));
+        joined = own(malloc(((size_t)nw + 3) * sizeof(char *)));
         memcpy(joined, envv, (size_t)ne * sizeof(char *));
         memcpy(joined + ne, argv, (size_t)nw * sizeof(char *));
         wargs = joined;
         nw += ne;
     }
     if (sep >= 0) {
-        ws.exec_args = calloc((size_t)n_exec + 1, sizeof(char *));
-        memcpy(ws.exec_args, raw + sep + 1, (size_t)n_exec * sizeof(char *));
-        ws.n_exec = n_exec;
+        ws->exec_args = own(calloc((size_t)n_exec + 1, sizeof(char *)));
+        memcpy(ws->exec_args, raw + sep + 1, (size_t)n_exec * sizeof(char *));
+        ws->n_exec = n_exec;
     }
     struct ikclient *c = ctl_client(ctl);
     if (c == NULL)
         return CTL_EXIT_BAD_CONNECTION;
     char err[300];
-    rc = start_watch(ctl, &ws, nw, wargs, &o, err, sizeof(err));
+    rc = start_watch(ctl, ws, nw, wargs, &o, err, sizeof(err));
     if (rc >= 0)
         return ctl_fail(ctl, rc, "%s", err);
-    while (ws.active > 0 && ws.exit_code < 0)
+    while (ws->active > 0 && ws->exit_code < 0)
         ikclient_run(c, 0);
-    if (ws.exit_code >= 0)
-        return ws.exit_code;
+    if (ws->exit_code >= 0)
+        return ws->exit_code;
     return ctl_fail(ctl, CTL_EXIT_INTERRUPTED,
                     "watch is canceled by the server");
+}
+
+static int cmd_watch(struct ctl *ctl, int argc, char **argv)
+{
+    struct watch_state ws = {ctl, NULL, 0, -1, 0, NULL, 0, 0};
+    int rc = watch_run(ctl, argc, argv, &ws);
+    /* the watches themselves go with the client (ikclient_free) */
+    free(ws.ws);
+    release_owned();
+    return rc;
 }
 
 static const struct ctl_flag_doc get_docs[] = {

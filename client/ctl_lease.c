@@ -271,7 +271,8 @@ static int lease_timetolive(struct ctl *ctl, int argc, char **argv)
             for (size_t i = 0; i < r->n_keys; i++) {
                 if (i)
                     fputc(' ', o);
-                fwrite(r->keys[i].data, 1, r->keys[i].len, o);
+                if (r->keys[i].len > 0)
+                    fwrite(r->keys[i].data, 1, r->keys[i].len, o);
             }
             fputs("])", o);
         }

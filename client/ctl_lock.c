@@ -268,8 +268,8 @@ static int run_command(struct ctl *ctl, char **args, const char *key,
     if (strchr(args[0], '/') == NULL) {
         const char *p = getenv("PATH");
         char *dirs = strdup(p ? p : "");
-        for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d && !path;
-             d = strtok_r(NULL, ":", &save)) {
+        for (char *save = NULL, *d = dirs ? strtok_r(dirs, ":", &save) : NULL;
+             d && !path; d = strtok_r(NULL, ":", &save)) {
             char *cand = NULL;
             struct stat sb;
             if (asprintf(&cand, "%s/%s", *d ? d : ".", args[0]) < 0)
@@ -287,13 +287,23 @@ static int run_command(struct ctl *ctl, char **args, const char *key,
                             args[0]);
     } else {
         path = strdup(args[0]);
+        if (path == NULL)
+            return ctl_fail(ctl, CTL_EXIT_ERROR, "out of memory");
     }
     while (environ[n_env])
         n_env++;
     env = calloc(n_env + 3, sizeof *env);
-    if (env == NULL ||
-        asprintf(&env[0], "ETCD_LOCK_KEY=%.*s", (int)key_len, key) < 0 ||
-        asprintf(&env[1], "ETCD_LOCK_REV=%" PRId64, rev) < 0) {
+    if (env != NULL &&
+        asprintf(&env[0], "ETCD_LOCK_KEY=%.*s", (int)key_len, key) < 0)
+        env[0] = NULL; /* asprintf leaves it undefined on failure */
+    if (env != NULL && env[0] != NULL &&
+        asprintf(&env[1], "ETCD_LOCK_REV=%" PRId64, rev) < 0)
+        env[1] = NULL;
+    if (env == NULL || env[0] == NULL || env[1] == NULL) {
+        if (env != NULL) {
+            free(env[0]);
+            free(env);
+        }
         free(path);
         return ctl_fail(ctl, CTL_EXIT_ERROR, "out of memory");
     }
